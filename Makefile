@@ -1,0 +1,38 @@
+# est-fairchem: one-step install, demo and tests.
+#   make demo   - create .venv, install everything, run the EST-EquiformerV2 demo on made data
+#   make test   - create .venv if needed and run the whole test suite
+# On a GPU cluster, take PyG's prebuilt torch-scatter/torch-sparse wheels instead of building:
+#   make install PYG_WHEELS=https://data.pyg.org/whl/torch-2.4.0+cu121.html
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.est-fairchem-installed
+PYG_WHEELS ?=
+PYTEST_ARGS ?=
+
+.PHONY: install demo test clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip wheel setuptools
+	# torch first: torch-scatter and torch-sparse (imported by fairchem 1.x at start-up) build against it
+	$(BIN)/python -m pip install "torch~=2.4.0" "numpy>=1.26,<2"
+ifeq ($(strip $(PYG_WHEELS)),)
+	$(BIN)/python -m pip install --no-build-isolation torch-scatter torch-sparse
+else
+	$(BIN)/python -m pip install torch-scatter torch-sparse -f $(PYG_WHEELS)
+endif
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/est-fairchem demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-demo:
+	rm -rf runs/demo data/demo

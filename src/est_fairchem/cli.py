@@ -1,0 +1,108 @@
+"""The ``est-fairchem`` command: demo data, parameter counts, the end-to-end demo.
+
+Training, prediction and SLURM submission are fairchem's own ``fairchem`` command; this one
+only adds what fairchem lacks. Heavy imports happen inside each subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _make_demo_data(args: argparse.Namespace) -> int:
+    from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
+
+    if args.task != "s2ef":
+        print(f"est-fairchem: --task {args.task} is not available yet (only s2ef)", file=sys.stderr)
+        return 2
+    if args.systems < 1 or args.frames < 1:
+        print("est-fairchem: --systems and --frames must be >= 1", file=sys.stderr)
+        return 2
+    sizes = DemoSizes(train_systems=args.systems, frames_per_system=args.frames)
+    try:
+        metadata = make_s2ef_demo(args.out, seed=args.seed, sizes=sizes, overwrite=args.overwrite)
+    except FileExistsError as err:
+        print(f"est-fairchem: {err}", file=sys.stderr)
+        return 1
+    for split, count in metadata["samples"].items():
+        print(f"{split:<14} {count:>5} frames  {args.out / split / 'data.lmdb'}")
+    print(f"metadata       {args.out / 'metadata.json'}")
+    return 0
+
+
+def _count_params(args: argparse.Namespace) -> int:
+    from est_fairchem.tools.model_from_config import build_model, count_parameters, load_config
+
+    for config_path in args.configs:
+        model = build_model(load_config(config_path))
+        counts = count_parameters(model)
+        parts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items() if k != "total")
+        print(f"{config_path}: {counts['total'] / 1e6:.2f}M parameters ({parts})")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from est_fairchem.tools.demo import print_summary, run_demo
+
+    summary = run_demo(args.config, args.data, args.run_dir, seed=args.seed)
+    print_summary(summary)
+    summary_file = args.run_dir / "demo_summary.json"
+    summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"summary:     {summary_file}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="est-fairchem",
+        description="EST models for fairchem v1. Train and predict with the `fairchem` command; "
+        "this tool makes demo data, counts parameters and runs the demo.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser(
+        "make-demo-data",
+        help="write small OC20-style LMDBs labelled with ASE's EMT",
+        description="Write OC20-style LMDBs (train, val, test_id, test_ood_ads, test_ood_cat, "
+        "test_ood_both) of slab + adsorbate systems labelled with ASE's EMT calculator.",
+    )
+    data.add_argument("--task", choices=["s2ef"], default="s2ef", help="dataset kind")
+    data.add_argument("--out", type=Path, required=True, help="output folder")
+    data.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    data.add_argument("--systems", type=int, default=48, help="training systems (default 48)")
+    data.add_argument("--frames", type=int, default=4, help="frames per system (default 4)")
+    data.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    data.set_defaults(func=_make_demo_data)
+
+    count = sub.add_parser(
+        "count-params",
+        help="print the parameter count of fairchem configs",
+        description="Build each config's model as fairchem does and print its parameter count.",
+    )
+    count.add_argument("configs", nargs="+", type=Path, help="fairchem YAML config(s)")
+    count.set_defaults(func=_count_params)
+
+    demo = sub.add_parser(
+        "demo",
+        help="make data, train, predict the four test splits, write the submission file",
+        description="The README's demo through the real `fairchem` command on CPU.",
+    )
+    demo.add_argument("--config", type=Path,
+                      default=Path("configs/oc20/s2ef/demo/est_eqv2_demo.yml"))
+    demo.add_argument("--data", type=Path, default=Path("data/demo/s2ef"))
+    demo.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--seed", type=int, default=0, help="demo data seed (default 0)")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

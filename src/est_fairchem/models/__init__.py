@@ -1,0 +1,25 @@
+"""Public model classes. Configs and checkpoints name them by these dotted paths, which stay
+stable: ``est_fairchem.models.EquiformerV2ESTBackbone``.
+
+The classes import fairchem, so they are loaded on first access (PEP 562): importing
+``est_fairchem.models`` alone stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+
+_LAZY = {
+    "EquiformerV2ESTBackbone": "est_fairchem.models.equiformer_v2_est",
+}
+
+__all__ = ["ESTConfig", "ESTConfigError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'est_fairchem.models' has no attribute {name!r}")

@@ -1,0 +1,156 @@
+"""EquiformerV2 with EST update blocks (the paper's OC20 S2EF model; spec §6).
+
+Each fairchem ``TransBlockV2`` keeps its SO(2) graph-attention message block (``norm_1`` +
+``ga``); its update block (``norm_2`` + ``ffn``) is replaced by the EST mixture of hybrid
+experts, whose steerable experts are copies of EquiformerV2's own feed-forward block, each with
+its own equivariant pre-norm. Everything else (embeddings, final norm, heads) is fairchem's.
+
+Configs name the backbone by its dotted path so the plain ``fairchem`` command finds it::
+
+    model:
+      name: hydra
+      backbone:
+        model: est_fairchem.models.EquiformerV2ESTBackbone
+        ...EquiformerV2 options...
+        est: {num_points: 90, num_steerable_experts: 4, num_spherical_experts: 4}
+      heads:
+        energy: {module: equiformerV2_scalar_head}
+        forces: {module: equiformerV2_vector_head}
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from fairchem.core.common.registry import registry
+from fairchem.core.models.equiformer_v2.equiformer_v2 import EquiformerV2Backbone
+from fairchem.core.models.equiformer_v2.layer_norm import get_normalization_layer
+from fairchem.core.models.equiformer_v2.so3 import SO3_Embedding
+from fairchem.core.models.equiformer_v2.transformer_block import (
+    FeedForwardNetwork,
+    TransBlockV2,
+)
+from fairchem.core.models.equiformer_v2.weight_initialization import eqv2_init_weights
+from torch import nn
+
+from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.nn.est_update import ESTUpdate
+
+
+class EqV2SteerableExpert(nn.Module):
+    """EquiformerV2's feed-forward block with its own pre-norm, on plain tensors.
+
+    ``[N, (L+1)^2, C] -> [N, (L+1)^2, C]``.
+    """
+
+    def __init__(self, backbone: EquiformerV2Backbone, hidden_channels: int) -> None:
+        super().__init__()
+        self.lmax_list = list(backbone.lmax_list)
+        self.channels = backbone.sphere_channels
+        self.norm = get_normalization_layer(
+            backbone.norm_type, lmax=max(self.lmax_list), num_channels=self.channels
+        )
+        self.ffn = FeedForwardNetwork(
+            sphere_channels=self.channels,
+            hidden_channels=hidden_channels,
+            output_channels=self.channels,
+            lmax_list=self.lmax_list,
+            mmax_list=list(backbone.mmax_list),
+            SO3_grid=backbone.SO3_grid,
+            activation=backbone.ffn_activation,
+            use_gate_act=backbone.use_gate_act,
+            use_grid_mlp=backbone.use_grid_mlp,
+            use_sep_s2_act=backbone.use_sep_s2_act,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        emb = SO3_Embedding(0, self.lmax_list.copy(), self.channels, x.device, x.dtype)
+        emb.set_embedding(self.norm(x))
+        return self.ffn(emb).embedding
+
+
+class ESTTransBlockV2(nn.Module):
+    """EquiformerV2 message block (taken from a built ``TransBlockV2``) + EST update block.
+
+    ``x <- x + DropPath(GA(LN(x)))``;  ``x <- x + DropPath(EST(x))`` (spec §6).
+    """
+
+    def __init__(self, block: TransBlockV2, update: ESTUpdate) -> None:
+        super().__init__()
+        if block.ffn_shortcut is not None:
+            raise ValueError("EST update blocks need equal input and output channels")
+        self.norm_1 = block.norm_1
+        self.ga = block.ga
+        self.drop_path = block.drop_path
+        self.proj_drop = block.proj_drop
+        self.update = update
+
+    def _regularize(self, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        if self.drop_path is not None:
+            x = self.drop_path(x, batch)
+        if self.proj_drop is not None:
+            x = self.proj_drop(x, batch)
+        return x
+
+    def forward(
+        self,
+        x: SO3_Embedding,
+        atomic_numbers: torch.Tensor,
+        edge_distance: torch.Tensor,
+        edge_index: torch.Tensor,
+        batch: torch.Tensor,
+        node_offset: int = 0,
+    ) -> SO3_Embedding:
+        """Same signature as fairchem's ``TransBlockV2.forward``."""
+        out = x.clone()
+        residual = out.embedding
+        out.embedding = self.norm_1(out.embedding)
+        out = self.ga(out, atomic_numbers, edge_distance, edge_index, node_offset)
+        hidden = self._regularize(out.embedding, batch) + residual
+        out.embedding = self._regularize(self.update(hidden, batch), batch) + hidden
+        return out
+
+
+@registry.register_model("est_equiformer_v2_backbone")
+class EquiformerV2ESTBackbone(EquiformerV2Backbone):
+    """fairchem's EquiformerV2 backbone whose update blocks are EST (hydra backbone).
+
+    Takes every ``EquiformerV2Backbone`` option plus ``est``, the EST options
+    (see :class:`est_fairchem.models.est_config.ESTConfig`). Output as EquiformerV2:
+    ``{"node_embedding": SO3_Embedding [N, (L+1)^2, C], "graph": GraphData}``.
+    """
+
+    def __init__(self, est: dict[str, Any] | None = None, **eqv2_options: Any) -> None:
+        super().__init__(**eqv2_options)
+        if len(self.lmax_list) != 1:
+            raise ESTConfigError(
+                f"lmax_list={self.lmax_list}: EST supports a single resolution (one lmax)"
+            )
+        self.est_config = ESTConfig.from_mapping(est, lmax=self.lmax_list[0])
+        self.blocks = nn.ModuleList(
+            ESTTransBlockV2(block, self._build_update()) for block in self.blocks
+        )
+
+    def _build_update(self) -> ESTUpdate:
+        cfg = self.est_config
+        steerable_hidden = cfg.steerable_hidden_channels or self.ffn_hidden_channels
+        update = ESTUpdate(
+            lmax=self.lmax_list[0],
+            channels=self.sphere_channels,
+            steerable_experts=[
+                EqV2SteerableExpert(self, steerable_hidden)
+                for _ in range(cfg.num_steerable_experts)
+            ],
+            num_spherical_experts=cfg.num_spherical_experts,
+            spherical_hidden_channels=cfg.spherical_hidden_channels or 4 * self.sphere_channels,
+            num_points=cfg.num_points,
+            sampling=cfg.sampling,
+            repulsion_steps=cfg.repulsion_steps,
+            num_heads=cfg.num_heads,
+            orientation_embedding=cfg.orientation_embedding,
+            random_grid_rotation=cfg.random_grid_rotation,
+        )
+        update.apply(partial(eqv2_init_weights, weight_init=self.weight_init))
+        return update

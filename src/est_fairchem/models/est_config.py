@@ -1,0 +1,95 @@
+"""Typed options of the EST update block, built from the ``est:`` mapping of a config.
+
+A typo or an out-of-range value fails when the model is built, with a message naming the key
+and what was expected (fairchem's flat YAML kwargs otherwise swallow such mistakes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from est_fairchem.sphere.points import SAMPLINGS
+from est_fairchem.sphere.transform import min_sphere_points
+
+
+class ESTConfigError(ValueError):
+    """An invalid ``est:`` option in a model config."""
+
+
+@dataclass(frozen=True)
+class ESTConfig:
+    """Options of the EST update block (spec §3-§6, §11.1).
+
+    Attributes:
+        num_points: S, sphere points of the transform (default 90 = (2L+1)(2L+2) for L=4).
+        sampling: point set, one of ``fibonacci``, ``lebedev``, ``latlong``.
+        repulsion_steps: repulsion iterations refining the Fibonacci lattice (spec §3.3).
+        num_steerable_experts: n_st, copies of the backbone's feed-forward block.
+        num_spherical_experts: n_sp, point-wise MLP experts after spherical attention.
+        steerable_hidden_channels: hidden width of steerable experts (None: the backbone's
+            ``ffn_hidden_channels``).
+        spherical_hidden_channels: hidden width of spherical experts (None: 4 x channels).
+        num_heads: heads of the spherical attention (reference: 1).
+        orientation_embedding: append point directions to queries and keys (Eq. 13).
+        random_grid_rotation: in training, rotate the grid by a random rotation per system
+            (spec §3.4); never in eval.
+    """
+
+    num_points: int = 90
+    sampling: str = "fibonacci"
+    repulsion_steps: int = 500
+    num_steerable_experts: int = 4
+    num_spherical_experts: int = 4
+    steerable_hidden_channels: int | None = None
+    spherical_hidden_channels: int | None = None
+    num_heads: int = 1
+    orientation_embedding: bool = True
+    random_grid_rotation: bool = True
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any] | None, lmax: int) -> "ESTConfig":
+        """Validate ``options`` (the ``est:`` block) for degree ``lmax`` and build the config."""
+        options = dict(options or {})
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ESTConfigError(
+                f"unknown EST option(s) {unknown} in 'est:'; valid options: {valid}"
+            )
+        config = cls(**options)
+        config.validate(lmax)
+        return config
+
+    def validate(self, lmax: int) -> None:
+        """Raise ``ESTConfigError`` naming the first invalid option."""
+
+        def fail(key: str, expected: str) -> None:
+            raise ESTConfigError(f"est.{key}={getattr(self, key)!r}: expected {expected}")
+
+        int_keys = ("num_points", "repulsion_steps", "num_steerable_experts",
+                    "num_spherical_experts", "num_heads")
+        for key in int_keys:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                fail(key, "a non-negative integer")
+        for key in ("steerable_hidden_channels", "spherical_hidden_channels"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                fail(key, "a positive integer or null")
+        for key in ("orientation_embedding", "random_grid_rotation"):
+            if not isinstance(getattr(self, key), bool):
+                fail(key, "true or false")
+        if self.sampling not in SAMPLINGS:
+            fail("sampling", f"one of {list(SAMPLINGS)}")
+        bound = min_sphere_points(lmax, self.sampling)
+        if self.num_points < bound:
+            rule = "(2L+1)^2 for latlong" if self.sampling == "latlong" else "max((2L)^2, (L+1)^2)"
+            fail("num_points", f">= {bound} for lmax={lmax} (the sampling bound {rule})")
+        if self.num_heads < 1:
+            fail("num_heads", "at least 1")
+        if self.num_steerable_experts + self.num_spherical_experts < 1:
+            fail("num_steerable_experts", "at least one expert in total (steerable + spherical)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

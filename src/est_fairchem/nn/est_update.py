@@ -1,0 +1,115 @@
+"""The EST update: a mixture of hybrid experts on steerable features (spec §5, §6).
+
+Backbone-agnostic: it works on ``[N, (L+1)^2, C]`` tensors; the steerable experts are supplied
+by the backbone (EquiformerV2's feed-forward block, Equiformer's, ...), each a module mapping
+``[N, (L+1)^2, C] -> [N, (L+1)^2, C]`` with its own normalisation.
+
+    g    = gate(x^(0))                                          [N, n_st + n_sp]
+    y_st = sum_i g_i e_i(x)                                     steerable experts
+    h    = SA(F(x));  y_sp = F^-1(sum_j g_(n_st+j) s_j(h))      spherical branch
+    y_sp^(0) <- SiLU(W0 LN(x^(0)) + b0)                          invariant branch (not gated)
+    out  = y_st + y_sp
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from est_fairchem.nn.experts import ExpertGate, SphericalExperts
+from est_fairchem.nn.grid_rotation import random_wigner_d
+from est_fairchem.nn.spherical_attention import SphericalAttention
+from est_fairchem.sphere.points import sphere_points
+from est_fairchem.sphere.transform import SphericalTransform, num_coefficients
+
+
+class ESTUpdate(nn.Module):
+    """Mixture of hybrid experts: steerable experts plus the spherical-attention branch.
+
+    Args:
+        lmax: L of the steerable features.
+        channels: C.
+        steerable_experts: the n_st steerable experts (may be empty).
+        num_spherical_experts: n_sp (0 disables the spherical branch).
+        spherical_hidden_channels: hidden width of each spherical expert.
+        num_points, sampling, repulsion_steps: the sphere point set (see ``sphere_points``).
+        num_heads, orientation_embedding: of the spherical attention.
+        random_grid_rotation: rotate the grid per system in training (spec §3.4).
+    """
+
+    def __init__(
+        self,
+        lmax: int,
+        channels: int,
+        steerable_experts: list[nn.Module],
+        num_spherical_experts: int,
+        spherical_hidden_channels: int,
+        num_points: int,
+        sampling: str = "fibonacci",
+        repulsion_steps: int = 500,
+        num_heads: int = 1,
+        orientation_embedding: bool = True,
+        random_grid_rotation: bool = True,
+    ) -> None:
+        super().__init__()
+        self.lmax = lmax
+        self.channels = channels
+        self.num_steerable = len(steerable_experts)
+        self.num_spherical = num_spherical_experts
+        self.random_grid_rotation = random_grid_rotation
+        self.steerable_experts = nn.ModuleList(steerable_experts)
+        self.gate = ExpertGate(channels, self.num_steerable + self.num_spherical)
+        if self.num_spherical > 0:
+            points = sphere_points(sampling, num_points, repulsion_steps if sampling == "fibonacci" else 0)
+            self.transform = SphericalTransform(lmax, points)
+            self.attention = SphericalAttention(channels, num_heads, orientation_embedding)
+            self.spherical_experts = SphericalExperts(
+                channels, spherical_hidden_channels, num_spherical_experts
+            )
+            self.scalar_branch = nn.Sequential(
+                nn.LayerNorm(channels), nn.Linear(channels, channels), nn.SiLU()
+            )
+
+    def forward(self, x: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        """Apply the update.
+
+        Args:
+            x: [N, (L+1)^2, C] steerable node features (the un-normalised residual stream).
+            batch: [N] system index of each node, for the per-system grid rotation in training.
+        Returns:
+            [N, (L+1)^2, C] update (the caller adds the residual).
+        """
+        gates = self.gate(x[:, 0, :])
+        out = torch.zeros_like(x)
+        for i, expert in enumerate(self.steerable_experts):
+            out = out + gates[:, i, None, None] * expert(x)
+        if self.num_spherical > 0:
+            out = out + self._spherical_branch(x, gates[:, self.num_steerable :], batch)
+        return out
+
+    def _spherical_branch(
+        self, x: torch.Tensor, gates: torch.Tensor, batch: torch.Tensor | None
+    ) -> torch.Tensor:
+        rotation = None
+        if self.training and self.random_grid_rotation:
+            num_systems = 1 if batch is None else int(batch.max()) + 1
+            wigner = random_wigner_d(self.lmax, num_systems, x.dtype, x.device)
+            rotation = wigner[batch] if batch is not None else wigner.expand(x.shape[0], -1, -1)
+            # Sampling the rotated function on a fixed grid = sampling x on the rotated grid.
+            x = torch.einsum("nkj,njc->nkc", rotation, x)
+        grid = self.transform.to_grid(x)
+        grid = self.attention(grid, self.transform.points, self.transform.log_weights(x.dtype))
+        grid = self.spherical_experts(grid, gates)
+        y = self.transform.from_grid(grid)
+        if rotation is not None:
+            y = torch.einsum("njk,njc->nkc", rotation, y)  # D^T y: back to the input frame
+        scalars = self.scalar_branch(x[:, 0, :])  # invariant: unaffected by the rotation
+        return torch.cat([scalars[:, None, :], y[:, 1:, :]], dim=1)
+
+
+def check_feature_shape(x: torch.Tensor, lmax: int, channels: int) -> None:
+    """Raise a ValueError unless ``x`` is [N, (lmax+1)^2, channels]."""
+    if x.dim() != 3 or x.shape[1] != num_coefficients(lmax) or x.shape[2] != channels:
+        raise ValueError(
+            f"expected features [N, {num_coefficients(lmax)}, {channels}], got {tuple(x.shape)}"
+        )

@@ -1,0 +1,60 @@
+"""Spherical self-attention over the S grid points of each node (spec §4, Eqs. 9 and 13)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class SphericalAttention(nn.Module):
+    """Pre-LayerNorm attention across sphere points with the relative orientation embedding.
+
+    Each point's unit vector ``p_s`` is appended to its query and key, so the logit of the pair
+    (s, t) gains ``p_s . p_t``, which depends only on the angle between the points and so is
+    rotation invariant (Eq. 13). For a non-uniform point set the log quadrature weight of each
+    key is added to the logits, making the softmax a quadrature of an integral over the sphere
+    (spec §16). Computed with ``torch.nn.functional.scaled_dot_product_attention``.
+
+    Args:
+        channels: C, channels of the grid features.
+        num_heads: attention heads; C must be divisible by it (the reference uses 1).
+        orientation_embedding: append ``p_s`` to queries and keys (Eq. 13).
+    """
+
+    def __init__(self, channels: int, num_heads: int = 1, orientation_embedding: bool = True):
+        super().__init__()
+        if channels % num_heads != 0:
+            raise ValueError(f"channels={channels} is not divisible by num_heads={num_heads}")
+        self.channels = channels
+        self.num_heads = num_heads
+        self.head_dim = channels // num_heads
+        self.orientation_embedding = orientation_embedding
+        self.norm = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+
+    def forward(
+        self, f: torch.Tensor, points: torch.Tensor, log_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Attend across points.
+
+        Args:
+            f: [N, S, C] grid features.
+            points: [S, 3] unit vectors of the grid.
+            log_weights: [S] log quadrature weights (relative to uniform), or None.
+        Returns:
+            [N, S, C].
+        """
+        n, s, _ = f.shape
+        q, k, v = self.qkv(self.norm(f)).chunk(3, dim=-1)
+        split = lambda t: t.view(n, s, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731
+        q, k, v = split(q), split(k), split(v)  # [N, H, S, d]
+        if self.orientation_embedding:
+            p = points.to(f.dtype).expand(n, self.num_heads, s, 3)
+            q = torch.cat([q, p], dim=-1)
+            k = torch.cat([k, p], dim=-1)
+        mask = None
+        if log_weights is not None:
+            mask = log_weights.to(f.dtype).expand(s, s)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [N, H, S, d]
+        return out.transpose(1, 2).reshape(n, s, self.channels)

@@ -1,0 +1,19 @@
+"""Sphere point sets and spherical Fourier transforms (pure torch + e3nn, no fairchem)."""
+
+from est_fairchem.sphere.points import SAMPLINGS, SpherePoints, sphere_points
+from est_fairchem.sphere.transform import (
+    SphericalTransform,
+    min_sphere_points,
+    num_coefficients,
+    real_spherical_harmonics,
+)
+
+__all__ = [
+    "SAMPLINGS",
+    "SpherePoints",
+    "SphericalTransform",
+    "min_sphere_points",
+    "num_coefficients",
+    "real_spherical_harmonics",
+    "sphere_points",
+]

@@ -1,0 +1,101 @@
+"""Spherical Fourier transforms between steerable and grid features (spec §2).
+
+Steerable features ``x`` have shape ``[N, (L+1)^2, C]`` with coefficient (l, m) in row
+``l^2 + l + m`` (e3nn order, the layout of fairchem's ``SO3_Embedding``). Grid features ``f``
+have shape ``[N, S, C]``: the spherical function of each channel sampled at S points.
+
+- forward (Eq. 8):  ``f = Y_P x`` with ``Y_P[s, k] = Y_k(p_s)``, e3nn's real spherical harmonics
+  with ``normalization='integral'`` (orthonormal on the sphere). They satisfy
+  ``Y(R p) = D(R) Y(p)`` with e3nn's Wigner-D matrices, the convention fairchem uses.
+- inverse (Eq. 12): the quadrature-weighted least-squares projection
+  ``x = (Y_P^T W Y_P)^{-1} Y_P^T W f``, W = diag(quadrature weights).
+
+Why least squares rather than the plain quadrature ``x = Y_P^T W f`` (or the reference code's
+column-normalised ``T^T f``): for an exact rule (Lebedev of degree >= 2L) the Gram matrix
+``Y_P^T W Y_P`` is the identity and both agree; for a near-uniform set such as the Fibonacci
+lattice the Gram matrix is only close to the identity, and the correction makes
+``inverse(forward(x)) == x`` exact (to float64 round-off) whenever ``S >= (L+1)^2``, so the
+steerable -> grid -> steerable round trip loses nothing and the spherical branch cannot leak
+degree-mixing aliasing into low degrees of a band-limited input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from est_fairchem.sphere.points import SpherePoints
+
+
+def num_coefficients(lmax: int) -> int:
+    """(L+1)^2, the number of real SH coefficients of degrees 0..L."""
+    return (lmax + 1) ** 2
+
+
+def min_sphere_points(lmax: int, sampling: str = "fibonacci") -> int:
+    """The sampling bound for degree ``lmax``: max((2L)^2, (L+1)^2) points.
+
+    (2L)^2 is the Nyquist count the paper cites for a lossless transform; (L+1)^2 is the
+    least count for which the transform is invertible at all (it dominates only for L <= 1).
+    A latitude-longitude grid needs 2L+1 longitudes to resolve orders -L..L: (2L+1)^2 points.
+    """
+    if sampling == "latlong":
+        return (2 * lmax + 1) ** 2
+    return max((2 * lmax) ** 2, num_coefficients(lmax))
+
+
+def real_spherical_harmonics(lmax: int, xyz: torch.Tensor) -> torch.Tensor:
+    """e3nn real SH of degrees 0..lmax at unit vectors ``xyz`` [..., 3] -> [..., (L+1)^2]."""
+    from e3nn import o3
+
+    return o3.spherical_harmonics(
+        list(range(lmax + 1)), xyz, normalize=True, normalization="integral"
+    )
+
+
+class SphericalTransform(nn.Module):
+    """Fixed forward / inverse transform matrices for one point set and one lmax.
+
+    The matrices are computed once in float64 and kept as non-persistent float64 buffers (a
+    better point set never breaks an old checkpoint); they are cast to the input's dtype at use.
+    """
+
+    def __init__(self, lmax: int, points: SpherePoints) -> None:
+        super().__init__()
+        self.lmax = lmax
+        self.num_points = points.num_points
+        if self.num_points < num_coefficients(lmax):
+            raise ValueError(
+                f"num_points={self.num_points} is below (lmax+1)^2={num_coefficients(lmax)}: "
+                "the transform cannot be inverted"
+            )
+        xyz = torch.from_numpy(np.array(points.xyz, dtype=np.float64))
+        weights = torch.from_numpy(np.array(points.weights, dtype=np.float64))
+        to_grid = real_spherical_harmonics(lmax, xyz)  # [S, K]
+        gram = to_grid.T @ (weights[:, None] * to_grid)  # [K, K]
+        if torch.linalg.cond(gram) > 1e8:
+            raise ValueError(
+                f"this set of {self.num_points} points cannot resolve degrees up to "
+                f"lmax={lmax} (singular transform); use more points"
+            )
+        from_grid = torch.linalg.solve(gram, to_grid.T * weights[None, :])  # [K, S]
+        self.register_buffer("to_grid_mat", to_grid, persistent=False)
+        self.register_buffer("from_grid_mat", from_grid, persistent=False)
+        self.register_buffer("points", xyz, persistent=False)
+        self.register_buffer("weights", weights, persistent=False)
+        self.uniform_weights = points.is_uniform
+
+    def to_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, K, C] steerable -> [N, S, C] grid."""
+        return torch.einsum("sk,nkc->nsc", self.to_grid_mat.to(x.dtype), x)
+
+    def from_grid(self, f: torch.Tensor) -> torch.Tensor:
+        """[N, S, C] grid -> [N, K, C] steerable."""
+        return torch.einsum("ks,nsc->nkc", self.from_grid_mat.to(f.dtype), f)
+
+    def log_weights(self, dtype: torch.dtype) -> torch.Tensor | None:
+        """[S] log quadrature weights for the attention logits, or None for a uniform set."""
+        if self.uniform_weights:
+            return None
+        return torch.log(self.weights * (self.num_points / (4.0 * np.pi))).to(dtype)

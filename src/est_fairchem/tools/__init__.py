@@ -1,0 +1,1 @@
+"""Implementations of the ``est-fairchem`` subcommands (imported only when one runs)."""

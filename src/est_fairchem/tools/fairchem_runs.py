@@ -1,0 +1,89 @@
+"""Run the real ``fairchem`` command (train / predict) and find what it wrote.
+
+fairchem 1.x writes checkpoints to ``<run-dir>/checkpoints/<timestamp-id>/`` and predictions
+to ``<run-dir>/results/<timestamp-id>/<task>_predictions.npz``; a fresh ``--timestamp-id`` per
+run keeps two runs from sharing (and silently resuming) a folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def fairchem_executable() -> str:
+    """The ``fairchem`` console script of this environment."""
+    local = Path(sys.executable).with_name("fairchem")
+    if local.exists():
+        return str(local)
+    found = shutil.which("fairchem")
+    if found is None:
+        raise FileNotFoundError("the 'fairchem' command is not installed in this environment")
+    return found
+
+
+def new_timestamp_id(prefix: str) -> str:
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_fairchem(args: list[str], log_file: Path) -> None:
+    """Run ``fairchem ARGS``, teeing its output to ``log_file``; raise on failure."""
+    command = [fairchem_executable(), *args]
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "w") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+        code = proc.wait()
+    if code != 0:
+        tail = "".join(log_file.read_text().splitlines(keepends=True)[-30:])
+        raise RuntimeError(f"fairchem exited with {code}; log: {log_file}\n{tail}")
+
+
+def train(config: Path, run_dir: Path, timestamp_id: str, extra: list[str] = ()) -> Path:
+    """Train with ``--cpu``; return the checkpoint folder."""
+    run_fairchem(
+        ["--mode", "train", "--config-yml", str(config), "--cpu", "--run-dir", str(run_dir),
+         "--timestamp-id", timestamp_id, *extra],
+        run_dir / "logs" / f"{timestamp_id}.log",
+    )
+    checkpoint_dir = run_dir / "checkpoints" / timestamp_id
+    if not (checkpoint_dir / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"training wrote no checkpoint in {checkpoint_dir}")
+    return checkpoint_dir
+
+
+def predict(
+    config: Path, checkpoint: Path, dataset: Path, run_dir: Path, timestamp_id: str,
+    task: str = "s2ef",
+) -> Path:
+    """Predict ``dataset`` with ``checkpoint``; return the predictions npz."""
+    run_fairchem(
+        ["--mode", "predict", "--config-yml", str(config), "--cpu", "--run-dir", str(run_dir),
+         "--timestamp-id", timestamp_id, "--checkpoint", str(checkpoint),
+         f"--dataset.test.src={dataset}"],
+        run_dir / "logs" / f"{timestamp_id}.log",
+    )
+    results = run_dir / "results" / timestamp_id / f"{task}_predictions.npz"
+    if not results.exists():
+        raise FileNotFoundError(f"prediction wrote no {results.name} in {results.parent}")
+    return results
+
+
+def make_submission(predictions: dict[str, Path], out: Path) -> Path:
+    """Join the four OC20 test-split predictions with fairchem's submission script."""
+    missing = [s for s in ("id", "ood_ads", "ood_cat", "ood_both") if s not in predictions]
+    if missing:
+        raise ValueError(f"submission needs all four OC20 test splits; missing {missing}")
+    command = [sys.executable, "-m", "fairchem.core.scripts.make_submission_file",
+               "--out-path", str(out)]
+    for split, path in predictions.items():
+        command += [f"--{split.replace('_', '-')}", str(path)]
+    subprocess.run(command, check=True, capture_output=True, text=True)
+    return out

@@ -1,0 +1,42 @@
+"""Build a model from a fairchem YAML config the way fairchem's trainer does."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from torch import nn
+
+
+def load_config(path: str | Path) -> dict:
+    """Load a fairchem config with its ``includes:`` resolved (fairchem's own loader)."""
+    from fairchem.core.common.utils import load_config as fairchem_load_config
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    config, _, errors = fairchem_load_config(str(path))
+    if errors:
+        raise ValueError(f"{path}: conflicting keys in included configs: {errors}")
+    if "model" not in config or "name" not in config["model"]:
+        raise ValueError(f"{path}: expected a 'model:' section with a 'name:' key")
+    return config
+
+
+def build_model(config: dict) -> nn.Module:
+    """Instantiate ``config['model']`` through fairchem's registry (dotted paths work)."""
+    from fairchem.core.common.registry import registry
+    from fairchem.core.common.utils import setup_imports
+
+    setup_imports()
+    model_config = copy.deepcopy(config["model"])
+    name = model_config.pop("name")
+    return registry.get_model_class(name)(**model_config)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable parameter counts: total, and per top-level child (backbone, heads, ...)."""
+    counts = {"total": sum(p.numel() for p in model.parameters())}
+    for name, child in model.named_children():
+        counts[name] = sum(p.numel() for p in child.parameters())
+    return counts
