@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip wheel setuptools
 	# torch first: torch-scatter and torch-sparse (imported by fairchem 1.x at start-up) build against it
-	$(BIN)/python -m pip install "torch~=2.4.0" "numpy>=1.26,<2"
+	$(BIN)/python -m pip install "torch~=2.4.0" "numpy>=1.26,<2" ninja
 ifeq ($(strip $(PYG_WHEELS)),)
 	$(BIN)/python -m pip install --no-build-isolation torch-scatter torch-sparse
 else

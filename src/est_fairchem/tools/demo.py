@@ -7,11 +7,7 @@ from pathlib import Path
 
 from est_fairchem.data.demo_s2ef import TEST_SPLITS, DemoSizes, make_s2ef_demo
 from est_fairchem.tools import fairchem_runs
-from est_fairchem.tools.s2ef_metrics import s2ef_mae
-
-DEMO_CONFIG = Path("configs/oc20/s2ef/demo/est_eqv2_demo.yml")
-DEMO_DATA = Path("data/demo/s2ef")
-
+from est_fairchem.tools.train_log import best_validation
 
 def ensure_demo_data(out: Path, seed: int, sizes: DemoSizes) -> str:
     """Make the demo data unless ``out`` already holds a set with this seed and size."""
@@ -35,20 +31,18 @@ def run_demo(config: Path, data: Path, run_dir: Path, seed: int = 0) -> dict:
     print(f"[1/4] demo data {status}: {data}", flush=True)
     train_id = fairchem_runs.new_timestamp_id("est-demo")
     print(f"[2/4] training {config} (log: {run_dir / 'logs' / (train_id + '.log')})", flush=True)
-    checkpoint_dir = fairchem_runs.train(
-        config, run_dir, train_id,
-        [f"--dataset.train.src={data / 'train'}", f"--dataset.val.src={data / 'val'}"],
-    )
+    data_paths = [f"--dataset.train.src={data / 'train'}", f"--dataset.val.src={data / 'val'}"]
+    checkpoint_dir = fairchem_runs.train(config, run_dir, train_id, data_paths)
     checkpoint = checkpoint_dir / "best_checkpoint.pt"
     if not checkpoint.exists():
         checkpoint = checkpoint_dir / "checkpoint.pt"
-    print("[3/4] predicting val and the four test splits", flush=True)
+    print("[3/4] predicting the four test splits", flush=True)
     predictions = {}
-    for split in ("val", *TEST_SPLITS):
+    for split in TEST_SPLITS:
         predictions[split] = fairchem_runs.predict(
-            config, checkpoint, data / split, run_dir, f"{train_id}-predict-{split}"
+            config, checkpoint, data / split, run_dir, f"{train_id}-predict-{split}", data_paths
         )
-    metrics = s2ef_mae(predictions["val"], data / "val")
+    metrics = best_validation(run_dir / "logs" / f"{train_id}.log")
     submission = fairchem_runs.make_submission(
         {split.removeprefix("test_"): predictions[split] for split in TEST_SPLITS},
         run_dir / f"{train_id}_s2ef_submission.npz",
@@ -74,6 +68,8 @@ def print_summary(summary: dict) -> None:
         print(f"predictions: {split:<14} {path}")
     print(f"submission:  {summary['submission']}")
     print(
-        f"validation ({val['samples']} frames): energy MAE {val['energy_mae'] * 1000:.1f} meV, "
-        f"force MAE {val['forces_mae'] * 1000:.1f} meV/Å"
+        f"validation (fairchem's evaluator, best epoch {val['epoch']:.0f}): "
+        f"energy MAE {val['energy_mae'] * 1000:.1f} meV, "
+        f"force MAE {val['forces_mae'] * 1000:.1f} meV/Å, "
+        f"force cosine {val['forces_cosine_similarity']:.3f}"
     )

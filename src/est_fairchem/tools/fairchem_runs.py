@@ -61,13 +61,13 @@ def train(config: Path, run_dir: Path, timestamp_id: str, extra: list[str] = ())
 
 def predict(
     config: Path, checkpoint: Path, dataset: Path, run_dir: Path, timestamp_id: str,
-    task: str = "s2ef",
+    extra: list[str] = (), task: str = "s2ef",
 ) -> Path:
     """Predict ``dataset`` with ``checkpoint``; return the predictions npz."""
     run_fairchem(
         ["--mode", "predict", "--config-yml", str(config), "--cpu", "--run-dir", str(run_dir),
          "--timestamp-id", timestamp_id, "--checkpoint", str(checkpoint),
-         f"--dataset.test.src={dataset}"],
+         f"--dataset.test.src={dataset}", *extra],
         run_dir / "logs" / f"{timestamp_id}.log",
     )
     results = run_dir / "results" / timestamp_id / f"{task}_predictions.npz"
