@@ -43,19 +43,27 @@ def slab_atoms(seed: int = 3):
 
 
 def graph_batch(atoms_list, radius: float, dtype=torch.float64):
-    """A fairchem batch with graphs built beforehand (on-the-fly graphs are float32 only)."""
-    from ase.geometry import wrap_positions
+    """A fairchem batch with radius graphs built beforehand in full precision.
+
+    fairchem's on-the-fly periodic graphs are float32 only, so float64 tests bring their own:
+    ASE's neighbour list (every image within ``radius``) on the unwrapped positions, in
+    fairchem's convention ``edge_index = [neighbour, centre]``,
+    ``vec = pos[neighbour] - pos[centre] + offset @ cell``.
+    """
+    from ase.neighborlist import neighbor_list
     from fairchem.core.datasets import data_list_collater
     from fairchem.core.preprocessing import AtomsToGraphs
 
-    a2g = AtomsToGraphs(max_neigh=1000, radius=radius, r_edges=True, r_fixed=True, r_pbc=True)
+    a2g = AtomsToGraphs(r_edges=False, r_fixed=True, r_pbc=True)
     data = []
     for atoms in atoms_list:
         sample = a2g.convert(atoms)
-        # the wrapped positions AtomsToGraphs used for its edges, at full precision
-        wrapped = wrap_positions(atoms.positions, atoms.cell, pbc=atoms.pbc, eps=0)
-        sample.pos = torch.as_tensor(wrapped, dtype=dtype)
+        centre, neighbour, shift = neighbor_list("ijS", atoms, radius)
+        sample.pos = torch.as_tensor(atoms.positions, dtype=dtype)
         sample.cell = torch.as_tensor(np.array(atoms.cell), dtype=dtype).view(1, 3, 3)
+        sample.edge_index = torch.as_tensor(np.stack([neighbour, centre]), dtype=torch.long)
+        sample.cell_offsets = torch.as_tensor(shift, dtype=dtype)
+        sample.nedges = len(centre)
         data.append(sample)
     return data_list_collater(data, otf_graph=False)
 

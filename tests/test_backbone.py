@@ -53,8 +53,8 @@ def test_backbone_is_the_est_backbone_with_registered_heads():
 
 def test_energy_invariant_and_forces_equivariant_under_rotation(float64):
     """Measured (float64, eval, 2 layers, lmax 2, C=16, random weights, max over 3 rotations):
-    energy / force relative errors of plain EquiformerV2 1.1e-7 / 3.9e-5, EST with Lebedev
-    110 points 1.5e-7 / 1.2e-5, EST with 36 Fibonacci points 1.6e-7 / 6.3e-5 (fairchem's float32
+    energy / force relative errors of plain EquiformerV2 2.1e-7 / 9.6e-5, EST with Lebedev
+    110 points 1.2e-7 / 1.9e-5, EST with 36 Fibonacci points 1.9e-7 / 9.9e-5 (fairchem's float32
     Wigner tables set the floor). Bounds are ~10x; a wrong grid or rotation convention gives
     errors of order 1."""
     plain = _rotation_errors(_model(None))
@@ -64,7 +64,7 @@ def test_energy_invariant_and_forces_equivariant_under_rotation(float64):
           f"fibonacci-36 {fibonacci}")
     for energy_error, force_error in (plain, exact_grid, fibonacci):
         assert energy_error < 2e-6
-        assert force_error < 1e-3
+        assert force_error < 1e-3  # ~10x the measured errors
 
 
 def test_steerable_experts_alone_are_as_equivariant_as_equiformer_v2(float64):
@@ -75,18 +75,20 @@ def test_steerable_experts_alone_are_as_equivariant_as_equiformer_v2(float64):
 
 
 def test_translation_and_permutation_invariance(float64):
+    """Exact in exact arithmetic. EquiformerV2 draws a random edge frame each forward and its
+    Wigner tables are float32, which leaves ~1e-9 (energy) / ~1e-6 (forces), measured."""
     model = _model(SMALL_EST)
     atoms = slab_atoms()
     energy, forces = _predict(model, [atoms])
     shifted = atoms.copy()
     shifted.positions += np.array([0.7, -1.3, 0.4])
     energy_t, forces_t = _predict(model, [shifted])
-    assert relative_error(energy_t, energy) < 1e-10
-    assert relative_error(forces_t, forces) < 1e-8
+    assert relative_error(energy_t, energy) < 1e-7
+    assert relative_error(forces_t, forces) < 1e-5
     perm = np.random.default_rng(0).permutation(len(atoms))
     energy_p, forces_p = _predict(model, [atoms[perm]])
-    assert relative_error(energy_p, energy) < 1e-10
-    assert relative_error(forces_p, forces[perm]) < 1e-8
+    assert relative_error(energy_p, energy) < 1e-7
+    assert relative_error(forces_p, forces[perm]) < 1e-5
 
 
 def test_batching_matches_single_systems(float64):
@@ -95,8 +97,8 @@ def test_batching_matches_single_systems(float64):
     energy_batch, forces_batch = _predict(model, [first, second])
     energy_1, forces_1 = _predict(model, [first])
     energy_2, forces_2 = _predict(model, [second])
-    assert torch.allclose(energy_batch, torch.cat([energy_1, energy_2]), atol=1e-10)
-    assert torch.allclose(forces_batch, torch.cat([forces_1, forces_2]), atol=1e-10)
+    assert relative_error(energy_batch, torch.cat([energy_1, energy_2])) < 1e-7
+    assert relative_error(forces_batch, torch.cat([forces_1, forces_2])) < 1e-5
 
 
 def test_bad_est_options_fail_when_the_model_is_built():
