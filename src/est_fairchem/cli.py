@@ -22,11 +22,7 @@ def _make_demo_data(args: argparse.Namespace) -> int:
         print("est-fairchem: --systems and --frames must be >= 1", file=sys.stderr)
         return 2
     sizes = DemoSizes(train_systems=args.systems, frames_per_system=args.frames)
-    try:
-        metadata = make_s2ef_demo(args.out, seed=args.seed, sizes=sizes, overwrite=args.overwrite)
-    except FileExistsError as err:
-        print(f"est-fairchem: {err}", file=sys.stderr)
-        return 1
+    metadata = make_s2ef_demo(args.out, seed=args.seed, sizes=sizes, overwrite=args.overwrite)
     for split, count in metadata["samples"].items():
         print(f"{split:<14} {count:>5} frames  {args.out / split / 'data.lmdb'}")
     print(f"metadata       {args.out / 'metadata.json'}")
@@ -101,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        print(f"est-fairchem {args.command}: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

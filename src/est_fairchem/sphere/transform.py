@@ -14,9 +14,8 @@ Why least squares rather than the plain quadrature ``x = Y_P^T W f`` (or the ref
 column-normalised ``T^T f``): for an exact rule (Lebedev of degree >= 2L) the Gram matrix
 ``Y_P^T W Y_P`` is the identity and both agree; for a near-uniform set such as the Fibonacci
 lattice the Gram matrix is only close to the identity, and the correction makes
-``inverse(forward(x)) == x`` exact (to float64 round-off) whenever ``S >= (L+1)^2``, so the
-steerable -> grid -> steerable round trip loses nothing and the spherical branch cannot leak
-degree-mixing aliasing into low degrees of a band-limited input.
+``inverse(forward(x)) == x`` exact (to float64 round-off) whenever the point set resolves
+degree L, so the steerable -> grid -> steerable round trip loses nothing.
 """
 
 from __future__ import annotations
