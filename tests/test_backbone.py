@@ -106,3 +106,16 @@ def test_bad_est_options_fail_when_the_model_is_built():
         _model({"num_expert": 3})
     with pytest.raises(ESTConfigError, match="est.num_points=10: expected >= 16 for lmax=2"):
         _model({"num_points": 10})
+
+
+def test_fairchem_wigner_d_is_e3nns_the_convention_of_our_transforms():
+    """fairchem's EquiformerV2 rotates features with e3nn's Wigner-D (float32 tables), the
+    convention our spherical harmonics satisfy (Y(Rp) = D(R) Y(p), tests/test_sphere.py)."""
+    from fairchem.core.models.equiformer_v2.wigner import wigner_D
+
+    torch.manual_seed(0)
+    alpha, beta, gamma = torch.rand(3) * 3
+    for degree in range(5):
+        theirs = wigner_D(degree, alpha[None], beta[None], gamma[None])[0].double()
+        ours = o3.wigner_D(degree, alpha.double(), beta.double(), gamma.double())
+        assert torch.allclose(theirs, ours, atol=1e-5)
