@@ -105,3 +105,11 @@ def test_sampling_bound():
 def test_too_few_points_fail_clearly():
     with pytest.raises(ValueError, match="cannot resolve degrees up to lmax=4"):
         SphericalTransform(4, sphere_points("latlong", 64, 0))
+
+
+def test_lebedev_rules_offered_have_positive_weights():
+    """Log-weights enter the attention logits: the 74-point rule (negative weights) is not offered."""
+    counts = lebedev_point_counts()
+    assert 74 not in counts and {6, 110, 590} <= set(counts)
+    for count in (6, 110, 590):
+        assert np.all(sphere_points("lebedev", count, 0).weights > 0)

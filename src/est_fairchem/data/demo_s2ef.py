@@ -50,8 +50,12 @@ class DemoSizes:
         return self.train_systems if split == "train" else self.eval_systems
 
 
-def make_slab_with_adsorbate(metal: str, adsorbate: str, rng: np.random.Generator):
-    """A periodic 2x2x3 fcc(111) slab with one adsorbate; OC20 tags and fixed subsurface.
+def make_slab_with_adsorbate(
+    metal: str, adsorbate: str, rng: np.random.Generator,
+    slab_size: tuple[int, int, int] = (2, 2, 3),
+):
+    """A periodic fcc(111) slab (``slab_size`` cells, default 2x2x3) with one adsorbate;
+    OC20 tags and fixed subsurface.
 
     Returns an ``ase.Atoms`` with tags 0 (subsurface), 1 (surface), 2 (adsorbate) and a
     ``FixAtoms`` constraint on the subsurface atoms.
@@ -59,7 +63,8 @@ def make_slab_with_adsorbate(metal: str, adsorbate: str, rng: np.random.Generato
     from ase.build import add_adsorbate, fcc111, molecule
     from ase.constraints import FixAtoms
 
-    slab = fcc111(metal, size=(2, 2, 3), vacuum=7.0)
+    slab = fcc111(metal, size=slab_size, vacuum=7.0)
+    num_slab_atoms = len(slab)
     layer = slab.get_tags()  # ASE: 1 = top layer, increasing downwards
     slab.set_tags(np.where(layer == 1, 1, 0))
     ads = adsorbate
@@ -70,7 +75,7 @@ def make_slab_with_adsorbate(metal: str, adsorbate: str, rng: np.random.Generato
     site = _SITES[rng.integers(len(_SITES))]
     height = float(rng.uniform(1.8, 2.2))
     add_adsorbate(slab, ads, height, position=site)
-    n_ads = len(slab) - 12
+    n_ads = len(slab) - num_slab_atoms
     tags = slab.get_tags()
     tags[-n_ads:] = 2
     slab.set_tags(tags)

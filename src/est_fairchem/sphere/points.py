@@ -93,14 +93,19 @@ def _lebedev_rule(degree: int) -> tuple[np.ndarray, np.ndarray]:
 
 @lru_cache(maxsize=1)
 def lebedev_point_counts() -> dict[int, int]:
-    """Map of available Lebedev point count -> rule degree."""
+    """Map of available Lebedev point count -> rule degree.
+
+    Rules with a non-positive weight (the 74-point rule of degree 13 has negative ones) are
+    left out: the attention adds log-weights to its logits.
+    """
     counts: dict[int, int] = {}
     for degree in range(3, _LEBEDEV_MAX_DEGREE + 1, 2):
         try:
-            xyz, _ = _lebedev_rule(degree)
+            xyz, weights = _lebedev_rule(degree)
         except (ValueError, NotImplementedError):
             continue
-        counts.setdefault(xyz.shape[0], degree)
+        if np.all(weights > 0):
+            counts.setdefault(xyz.shape[0], degree)
     return counts
 
 

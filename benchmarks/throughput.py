@@ -1,0 +1,164 @@
+"""Training-step throughput and memory: EST-EquiformerV2 against plain EquiformerV2.
+
+Both models are built from their fairchem configs as fairchem builds them and trained on the
+same batches of OC20-sized slab + adsorbate systems (made with ASE's EMT, as make-demo-data
+does), in one process, alternating rounds so machine noise hits both alike. A step is forward,
+energy + force loss, backward and an AdamW step.
+
+Reported per model: samples/s (median over rounds), the ratio EST / EquiformerV2, and memory:
+on CUDA the peak allocated memory of a step; on any device the bytes of the tensors autograd
+saves for backward in one step (the activation memory, device independent).
+
+    python benchmarks/throughput.py                       # small models, CPU (default)
+    python benchmarks/throughput.py --size paper --device cuda --batch-size 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CONFIGS = {
+    "small": ("configs/oc20/s2ef/demo/est_eqv2_demo.yml", "configs/oc20/s2ef/demo/eqv2_demo.yml"),
+    "paper": ("configs/oc20/s2ef/all/est_eqv2_N@8_L@4_M@2_45M.yml",
+              "configs/oc20/s2ef/all/eqv2_N@8_L@4_M@2_31M.yml"),
+}
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_batches(num_batches: int, batch_size: int, slab_size: tuple[int, int, int], seed: int):
+    """Collated fairchem batches of EMT-labelled slab + adsorbate systems (graphs on the fly)."""
+    from ase.calculators.emt import EMT
+    from fairchem.core.datasets import data_list_collater
+    from fairchem.core.preprocessing import AtomsToGraphs
+
+    from est_fairchem.data.demo_s2ef import TRAIN_ADSORBATES, TRAIN_METALS, make_slab_with_adsorbate
+
+    rng = np.random.default_rng(seed)
+    a2g = AtomsToGraphs(r_energy=True, r_forces=True, r_fixed=True, r_edges=False, r_pbc=True)
+    batches = []
+    for _ in range(num_batches):
+        samples = []
+        for _ in range(batch_size):
+            atoms = make_slab_with_adsorbate(
+                TRAIN_METALS[rng.integers(len(TRAIN_METALS))],
+                TRAIN_ADSORBATES[rng.integers(len(TRAIN_ADSORBATES))], rng, slab_size)
+            atoms.calc = EMT()
+            samples.append(a2g.convert(atoms))
+        batches.append(data_list_collater(samples, otf_graph=True))
+    return batches
+
+
+def build(config_path: str, device: torch.device, seed: int) -> torch.nn.Module:
+    from est_fairchem.tools.model_from_config import build_model, load_config
+
+    torch.manual_seed(seed)
+    return build_model(load_config(REPO / config_path)).to(device).train()
+
+
+def loss_of(model: torch.nn.Module, batch) -> torch.Tensor:
+    out = model(batch)
+    energy = out["energy"]["energy"].reshape(-1)
+    forces = out["forces"]["forces"]
+    return (energy - batch.energy).abs().mean() + (forces - batch.forces).norm(dim=-1).mean()
+
+
+def saved_activation_bytes(model: torch.nn.Module, batch) -> int:
+    """Bytes of the distinct tensors autograd saves for backward in one forward."""
+    seen: dict[tuple[int, int], int] = {}
+
+    def pack(t: torch.Tensor):
+        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        seen[key] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_of(model, batch)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return sum(seen.values())
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_epoch(model, optimizer, batches, device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    for batch in batches:
+        optimizer.zero_grad(set_to_none=True)
+        loss_of(model, batch).backward()
+        optimizer.step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", choices=sorted(CONFIGS), default="small")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=4, help="batches per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--slab", default="4,4,4", help="fcc(111) slab cells (default 4,4,4: 66 atoms)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="JSON results file")
+    args = parser.parse_args()
+
+    device = torch.device(args.device)
+    slab = tuple(int(v) for v in args.slab.split(","))
+    batches = [b.to(device) for b in make_batches(args.batches, args.batch_size, slab, args.seed)]
+    names = ("est", "eqv2")
+    models = {n: build(c, device, args.seed) for n, c in zip(names, CONFIGS[args.size])}
+    optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
+
+    results = {n: {"config": c, "parameters": sum(p.numel() for p in models[n].parameters())}
+               for n, c in zip(names, CONFIGS[args.size])}
+    for name, model in models.items():
+        results[name]["saved_activation_mb"] = saved_activation_bytes(model, batches[0]) / 2**20
+        timed_epoch(model, optimizers[name], batches[:1], device)  # warm-up
+    times: dict[str, list[float]] = {n: [] for n in names}
+    peak: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for name in names:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            times[name].append(timed_epoch(models[name], optimizers[name], batches, device))
+            if device.type == "cuda":
+                peak[name] = max(peak.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
+    samples = args.batches * args.batch_size
+    for name in names:
+        results[name]["samples_per_s"] = samples / statistics.median(times[name])
+        results[name]["peak_cuda_mb"] = peak.get(name)
+    natoms = float(np.mean([b.natoms.float().mean().item() for b in batches]))
+    report = {
+        "command": "python benchmarks/throughput.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
+                    "torch": torch.__version__, "device": str(device),
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
+        "atoms_per_system": natoms,
+        "models": results,
+        "ratio_samples_per_s": results["est"]["samples_per_s"] / results["eqv2"]["samples_per_s"],
+        "ratio_saved_activation": results["est"]["saved_activation_mb"] / results["eqv2"]["saved_activation_mb"],
+    }
+    if device.type == "cuda":
+        report["ratio_peak_cuda"] = peak["est"] / peak["eqv2"]
+    print(json.dumps(report, indent=2))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
