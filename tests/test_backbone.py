@@ -9,7 +9,7 @@ from e3nn import o3
 
 from est_fairchem.models.est_config import ESTConfigError
 from est_fairchem.testing import relative_error
-from tests.model_utils import build, graph_batch, rotated, slab_atoms, small_model_config
+from tests.model_utils import build, graph_batch, made_slab, rotated, small_model_config
 
 RADIUS = 6.0
 SMALL_EST = {"num_points": 36, "num_steerable_experts": 2, "num_spherical_experts": 2,
@@ -28,7 +28,7 @@ def _predict(model, atoms_list):
 
 
 def _rotation_errors(model, rotations: int = 3) -> tuple[float, float]:
-    atoms = slab_atoms()
+    atoms = made_slab()
     energy, forces = _predict(model, [atoms])
     energy_errors, force_errors = [], []
     torch.manual_seed(5)
@@ -78,7 +78,7 @@ def test_translation_and_permutation_invariance(float64):
     """Exact in exact arithmetic. EquiformerV2 draws a random edge frame each forward and its
     Wigner tables are float32, which leaves ~1e-9 (energy) / ~1e-6 (forces), measured."""
     model = _model(SMALL_EST)
-    atoms = slab_atoms()
+    atoms = made_slab()
     energy, forces = _predict(model, [atoms])
     shifted = atoms.copy()
     shifted.positions += np.array([0.7, -1.3, 0.4])
@@ -93,7 +93,7 @@ def test_translation_and_permutation_invariance(float64):
 
 def test_batching_matches_single_systems(float64):
     model = _model(SMALL_EST)
-    first, second = slab_atoms(3), slab_atoms(4)
+    first, second = made_slab(3), made_slab(4)
     energy_batch, forces_batch = _predict(model, [first, second])
     energy_1, forces_1 = _predict(model, [first])
     energy_2, forces_2 = _predict(model, [second])

@@ -13,6 +13,7 @@ SUBCOMMANDS = {
     "make-demo-data": ["--task", "--out", "--seed", "--systems", "--overwrite"],
     "count-params": ["configs"],
     "demo": ["--config", "--data", "--run-dir"],
+    "check-equivariance": ["--checkpoint", "--structure", "--rotations"],
 }
 
 
@@ -39,3 +40,33 @@ def test_missing_config_names_the_file(tmp_path):
     result = subprocess.run([*_cli(), "count-params", str(missing)], capture_output=True, text=True)
     assert result.returncode != 0
     assert f"config file not found: {missing}" in result.stderr
+
+
+def _errors(output: str) -> tuple[float, float]:
+    import re
+
+    energy = float(re.search(r"energy relative error .*: max ([0-9.e+-]+)", output).group(1))
+    force = float(re.search(r"force relative error .*: +max ([0-9.e+-]+)", output).group(1))
+    return energy, force
+
+
+@pytest.mark.parametrize("config", ["configs/oc20/s2ef/demo/est_eqv2_demo.yml",
+                                    "configs/oc20/s2ef/demo/eqv2_demo.yml"])
+def test_check_equivariance_prints_small_errors_for_est_and_plain_models(config):
+    """Measured with random weights: energy ~2e-7, forces ~8e-5 for both (float32 Wigner floor)."""
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run([*_cli(), "check-equivariance", config, "--rotations", "3"],
+                            capture_output=True, text=True, cwd=repo)
+    assert result.returncode == 0, result.stderr[-2000:]
+    energy, force = _errors(result.stdout)
+    assert energy < 2e-6 and force < 1e-3
+
+
+def test_check_equivariance_names_a_missing_checkpoint(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    missing = tmp_path / "none.pt"
+    result = subprocess.run(
+        [*_cli(), "check-equivariance", "configs/oc20/s2ef/demo/est_eqv2_demo.yml",
+         "--checkpoint", str(missing)], capture_output=True, text=True, cwd=repo)
+    assert result.returncode != 0
+    assert f"checkpoint not found: {missing}" in result.stderr

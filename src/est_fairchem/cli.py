@@ -40,6 +40,21 @@ def _count_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_equivariance(args: argparse.Namespace) -> int:
+    from est_fairchem.tools.check_equivariance import check_equivariance
+
+    result = check_equivariance(args.config, args.checkpoint, args.structure,
+                                rotations=args.rotations, seed=args.seed)
+    print(f"config:     {result['config']}")
+    print(f"checkpoint: {result['checkpoint'] or 'none (random weights, seed ' + str(args.seed) + ')'}")
+    print(f"structure:  {result['structure']} ({result['atoms']} atoms), float64, eval mode")
+    print(f"energy relative error over {result['rotations']} rotations: "
+          f"max {result['energy_error_max']:.2e}, mean {result['energy_error_mean']:.2e}")
+    print(f"force relative error over {result['rotations']} rotations:  "
+          f"max {result['force_error_max']:.2e}, mean {result['force_error_mean']:.2e}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from est_fairchem.tools.demo import print_summary, run_demo
 
@@ -80,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     count.add_argument("configs", nargs="+", type=Path, help="fairchem YAML config(s)")
     count.set_defaults(func=_count_params)
+
+    check = sub.add_parser(
+        "check-equivariance",
+        help="rotation errors of energies and forces of any fairchem model config",
+        description="Build the config's model as fairchem does (EST or plain fairchem models), "
+        "run it in float64 on a structure and on random rotations of it (cell rotated too), and "
+        "print the relative energy and force errors.",
+    )
+    check.add_argument("config", type=Path, help="fairchem YAML config")
+    check.add_argument("--checkpoint", type=Path, default=None, help="fairchem checkpoint.pt")
+    check.add_argument("--structure", type=Path, default=None,
+                       help="any ASE-readable periodic structure (default: a made slab)")
+    check.add_argument("--rotations", type=int, default=5, help="random rotations (default 5)")
+    check.add_argument("--seed", type=int, default=0, help="seed of weights and rotations")
+    check.set_defaults(func=_check_equivariance)
 
     demo = sub.add_parser(
         "demo",

@@ -1,0 +1,111 @@
+"""Rotation check of any fairchem model config: energies invariant, forces rotating with it.
+
+The model is built from its config as fairchem builds it (EST or plain fairchem models alike),
+optionally loaded from a fairchem checkpoint, cast to float64 and put in eval mode. It is run on
+a structure and on random rotations of it (cell rotated too), with full-precision graphs from
+ASE's neighbour list (every neighbour within the model's cutoff, so no neighbour truncation
+enters the measurement).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from est_fairchem.testing.equivariance import relative_error
+from est_fairchem.testing.structures import graph_batch, made_slab, rotated
+from est_fairchem.tools.model_from_config import build_model, load_config
+
+
+def _output(out: dict, key: str) -> torch.Tensor:
+    value = out[key]
+    if isinstance(value, dict):  # hydra heads return {name: tensor}
+        value = value[key]
+    return value.detach()
+
+
+def load_checkpoint_weights(model: torch.nn.Module, checkpoint: Path) -> None:
+    """Load a fairchem checkpoint's ``state_dict`` (DDP ``module.`` prefixes removed)."""
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if "state_dict" not in state:
+        raise ValueError(f"{checkpoint}: expected a fairchem checkpoint with a 'state_dict'")
+    weights = {k.removeprefix("module."): v for k, v in state["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if "SO3" not in k and "mapping" not in k]
+    if missing or unexpected:
+        raise ValueError(
+            f"{checkpoint} does not fit the config's model: missing {missing[:10]}, "
+            f"unexpected {unexpected[:10]}"
+        )
+
+
+def check_equivariance(
+    config_path: Path, checkpoint: Path | None = None, structure: Path | None = None,
+    rotations: int = 5, seed: int = 0,
+) -> dict:
+    """Relative energy and force errors under ``rotations`` random rotations (max and mean).
+
+    Runs with torch's default dtype set to float64 (fairchem's EquiformerV2 creates some
+    tensors in the default dtype), restored afterwards.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return _check(config_path, checkpoint, structure, rotations, seed)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def _check(config_path, checkpoint, structure, rotations: int, seed: int) -> dict:
+    from ase.io import read
+
+    config = copy.deepcopy(load_config(config_path))
+    config["model"]["otf_graph"] = False
+    backbone = config["model"].get("backbone", config["model"])
+    backbone["otf_graph"] = False
+    radius = float(backbone.get("max_radius", backbone.get("cutoff", 6.0)))
+    torch.manual_seed(seed)
+    model = build_model(config)
+    if checkpoint is not None:
+        load_checkpoint_weights(model, checkpoint)
+    model = model.double().eval()
+    atoms = read(structure) if structure is not None else made_slab()
+
+    def predict(structure_atoms):
+        out = model(graph_batch([structure_atoms], radius))
+        return _output(out, "energy").reshape(-1), _output(out, "forces")
+
+    energy, forces = predict(atoms)
+    generator = torch.Generator().manual_seed(seed)
+    energy_errors, force_errors = [], []
+    for _ in range(rotations):
+        rotation = _rand_rotation(generator)
+        energy_r, forces_r = predict(rotated(atoms, rotation.numpy()))
+        energy_errors.append(relative_error(energy_r, energy))
+        force_errors.append(relative_error(forces_r, forces @ rotation.T))
+    return {
+        "config": str(config_path),
+        "checkpoint": str(checkpoint) if checkpoint else None,
+        "structure": str(structure) if structure else "made Cu(111) + CO slab",
+        "atoms": len(atoms),
+        "rotations": rotations,
+        "energy_error_max": max(energy_errors),
+        "energy_error_mean": sum(energy_errors) / rotations,
+        "force_error_max": max(force_errors),
+        "force_error_mean": sum(force_errors) / rotations,
+    }
+
+
+def _rand_rotation(generator: torch.Generator) -> torch.Tensor:
+    """A Haar-random rotation matrix from a unit quaternion (seeded)."""
+    q = torch.randn(4, generator=generator, dtype=torch.float64)
+    w, x, y, z = q / q.norm()
+    return torch.stack([
+        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)]),
+        torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)]),
+        torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]),
+    ])
