@@ -20,7 +20,7 @@ from est_fairchem.nn.experts import ExpertGate, SphericalExperts
 from est_fairchem.nn.grid_rotation import random_wigner_d
 from est_fairchem.nn.spherical_attention import SphericalAttention
 from est_fairchem.sphere.points import sphere_points
-from est_fairchem.sphere.transform import SphericalTransform, num_coefficients
+from est_fairchem.sphere.transform import SphericalTransform
 
 
 class ESTUpdate(nn.Module):
@@ -106,10 +106,3 @@ class ESTUpdate(nn.Module):
         scalars = self.scalar_branch(x[:, 0, :])  # invariant: unaffected by the rotation
         return torch.cat([scalars[:, None, :], y[:, 1:, :]], dim=1)
 
-
-def check_feature_shape(x: torch.Tensor, lmax: int, channels: int) -> None:
-    """Raise a ValueError unless ``x`` is [N, (lmax+1)^2, channels]."""
-    if x.dim() != 3 or x.shape[1] != num_coefficients(lmax) or x.shape[2] != channels:
-        raise ValueError(
-            f"expected features [N, {num_coefficients(lmax)}, {channels}], got {tuple(x.shape)}"
-        )

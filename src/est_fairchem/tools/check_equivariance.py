@@ -60,8 +60,11 @@ def check_equivariance(
         torch.set_default_dtype(previous)
 
 
-def _check(config_path, checkpoint, structure, rotations: int, seed: int) -> dict:
+def _check(
+    config_path: Path, checkpoint: Path | None, structure: Path | None, rotations: int, seed: int
+) -> dict:
     from ase.io import read
+    from e3nn import o3
 
     config = copy.deepcopy(load_config(config_path))
     config["model"]["otf_graph"] = False
@@ -80,10 +83,9 @@ def _check(config_path, checkpoint, structure, rotations: int, seed: int) -> dic
         return _output(out, "energy").reshape(-1), _output(out, "forces")
 
     energy, forces = predict(atoms)
-    generator = torch.Generator().manual_seed(seed)
     energy_errors, force_errors = [], []
     for _ in range(rotations):
-        rotation = _rand_rotation(generator)
+        rotation = o3.rand_matrix(dtype=torch.float64)  # seeded above, after the weights
         energy_r, forces_r = predict(rotated(atoms, rotation.numpy()))
         energy_errors.append(relative_error(energy_r, energy))
         force_errors.append(relative_error(forces_r, forces @ rotation.T))
@@ -99,13 +101,3 @@ def _check(config_path, checkpoint, structure, rotations: int, seed: int) -> dic
         "force_error_mean": sum(force_errors) / rotations,
     }
 
-
-def _rand_rotation(generator: torch.Generator) -> torch.Tensor:
-    """A Haar-random rotation matrix from a unit quaternion (seeded)."""
-    q = torch.randn(4, generator=generator, dtype=torch.float64)
-    w, x, y, z = q / q.norm()
-    return torch.stack([
-        torch.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)]),
-        torch.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)]),
-        torch.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]),
-    ])
