@@ -1,4 +1,4 @@
-"""Helpers for backbone tests: small models built through fairchem's registry."""
+"""Test helpers: small models built through fairchem's registry; LMDB samples via fairchem."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import copy
 from pathlib import Path
 
 import torch
-
-from est_fairchem.testing.structures import graph_batch, made_slab, rotated  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_MODEL = REPO / "configs/oc20/s2ef/demo/eqv2_small.yml"
@@ -30,3 +28,13 @@ def build(config: dict, seed: int = 0) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     return build_model(config)
+
+
+def lmdb_samples(path: Path) -> list:
+    """All samples of an LMDB dataset, read by fairchem's LmdbDataset (closed afterwards)."""
+    from fairchem.core.datasets import LmdbDataset
+
+    dataset = LmdbDataset({"src": str(path)})
+    samples = [dataset[i] for i in range(len(dataset))]
+    del dataset  # its __del__ closes the LMDB (lmdb refuses a second open in one process)
+    return samples

@@ -9,7 +9,8 @@ from e3nn import o3
 
 from est_fairchem.models.est_config import ESTConfigError
 from est_fairchem.testing import relative_error
-from tests.model_utils import build, graph_batch, made_slab, rotated, small_model_config
+from est_fairchem.testing.structures import graph_batch, made_slab, rotated
+from tests.model_utils import build, small_model_config
 
 RADIUS = 6.0
 SMALL_EST = {"num_points": 36, "num_steerable_experts": 2, "num_spherical_experts": 2,

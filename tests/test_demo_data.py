@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from est_fairchem.data.demo_s2ef import OOD_METALS, S2EF_SPLITS
-from est_fairchem.data.lmdb_reader import iter_lmdb
+from tests.model_utils import lmdb_samples
 
 
 def _make(out, *extra):
@@ -30,13 +30,12 @@ def demo_dir(tmp_path_factory):
 
 
 def test_fairchem_lmdb_dataset_reads_every_split(demo_dir):
-    from fairchem.core.datasets import LmdbDataset
-
+    """Read through fairchem's LmdbDataset (inside lmdb_samples)."""
     metadata = json.loads((demo_dir / "metadata.json").read_text())
     for split in S2EF_SPLITS:
-        dataset = LmdbDataset({"src": str(demo_dir / split)})
-        assert len(dataset) == metadata["samples"][split] > 0
-        sample = dataset[0]
+        samples = lmdb_samples(demo_dir / split)
+        assert len(samples) == metadata["samples"][split] > 0
+        sample = samples[0]
         n = int(sample.natoms)
         assert sample.pos.shape == (n, 3) and sample.forces.shape == (n, 3)
         assert sample.cell.shape == (1, 3, 3)
@@ -50,7 +49,7 @@ def test_ood_splits_hold_unseen_elements(demo_dir):
 
     def symbols(split):
         found = set()
-        for sample in iter_lmdb(demo_dir / split):
+        for sample in lmdb_samples(demo_dir / split):
             found |= {chemical_symbols[z] for z in sample.atomic_numbers.tolist()}
         return found
 
@@ -65,7 +64,7 @@ def test_energies_and_forces_are_emt_labels(demo_dir):
     from ase import Atoms
     from ase.calculators.emt import EMT
 
-    sample = next(iter_lmdb(demo_dir / "val"))
+    sample = lmdb_samples(demo_dir / "val")[0]
     atoms = Atoms(numbers=sample.atomic_numbers.numpy(), positions=sample.pos.numpy(),
                   cell=sample.cell[0].numpy(), pbc=True)
     atoms.calc = EMT()
@@ -76,8 +75,8 @@ def test_energies_and_forces_are_emt_labels(demo_dir):
 def test_same_seed_same_data_and_no_silent_overwrite(demo_dir, tmp_path):
     again = tmp_path / "again"
     assert _make(again).returncode == 0
-    first = [s.energy for s in iter_lmdb(demo_dir / "train")]
-    second = [s.energy for s in iter_lmdb(again / "train")]
+    first = [s.energy for s in lmdb_samples(demo_dir / "train")]
+    second = [s.energy for s in lmdb_samples(again / "train")]
     assert first == second
     before = (again / "train" / "data.lmdb").stat().st_mtime_ns
     refused = _make(again, "--seed", "1")
@@ -85,5 +84,5 @@ def test_same_seed_same_data_and_no_silent_overwrite(demo_dir, tmp_path):
     assert "already exists" in refused.stderr and "--overwrite" in refused.stderr
     assert (again / "train" / "data.lmdb").stat().st_mtime_ns == before
     assert _make(again, "--seed", "1", "--overwrite").returncode == 0
-    assert [s.energy for s in iter_lmdb(again / "train")] != first
+    assert [s.energy for s in lmdb_samples(again / "train")] != first
     assert not list(tmp_path.glob(".again.*"))  # no partial folders left behind

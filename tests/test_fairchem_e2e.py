@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from est_fairchem.data.demo_s2ef import TEST_SPLITS
-from est_fairchem.data.lmdb_reader import iter_lmdb
 from est_fairchem.tools.fairchem_runs import fairchem_executable
+from tests.model_utils import lmdb_samples
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml"
@@ -51,7 +51,7 @@ def test_predictions_cover_each_split_in_fairchem_format(demo):
     data = Path(summary["data"])
     for split in TEST_SPLITS:
         pred = np.load(summary["predictions"][split])
-        samples = list(iter_lmdb(data / split))
+        samples = lmdb_samples(data / split)
         assert sorted(pred["ids"].tolist()) == sorted(f"{s.sid}_{s.fid}" for s in samples)
         free_atoms = sum(int((s.fixed == 0).sum()) for s in samples)
         assert pred["forces"].shape == (free_atoms, 3)
@@ -72,7 +72,7 @@ def test_demo_learns_better_than_predicting_zero_force(demo):
     summary, stdout = demo
     zero = np.mean(np.concatenate([
         np.abs(s.forces.numpy()[s.fixed.numpy() == 0]).ravel()
-        for s in iter_lmdb(Path(summary["data"]) / "val")
+        for s in lmdb_samples(Path(summary["data"]) / "val")
     ]))
     assert summary["val"]["forces_mae"] < 0.8 * zero
     assert "validation" in stdout and "force MAE" in stdout
