@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "count-params": ["configs"],
     "demo": ["--config", "--data", "--run-dir"],
     "check-equivariance": ["--checkpoint", "--structure", "--rotations"],
+    "warm-start": ["--from", "--config", "--out", "--symmetry-breaking", "--overwrite"],
 }
 
 

@@ -13,18 +13,26 @@ from pathlib import Path
 
 
 def _make_demo_data(args: argparse.Namespace) -> int:
-    from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
-
-    if args.task != "s2ef":
-        print(f"est-fairchem: --task {args.task} is not available yet (only s2ef)", file=sys.stderr)
-        return 2
+    if args.systems is None:
+        args.systems = 48 if args.task == "s2ef" else 64
     if args.systems < 1 or args.frames < 1:
         print("est-fairchem: --systems and --frames must be >= 1", file=sys.stderr)
         return 2
-    sizes = DemoSizes(train_systems=args.systems, frames_per_system=args.frames)
-    metadata = make_s2ef_demo(args.out, seed=args.seed, sizes=sizes, overwrite=args.overwrite)
+    if args.task == "s2ef":
+        from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
+
+        sizes = DemoSizes(train_systems=args.systems, frames_per_system=args.frames)
+        metadata = make_s2ef_demo(args.out, seed=args.seed, sizes=sizes, overwrite=args.overwrite)
+        unit = "frames"
+    else:
+        from est_fairchem.data.demo_relaxations import RelaxationSizes, make_relaxation_demo
+
+        sizes = RelaxationSizes(train_systems=args.systems)
+        metadata = make_relaxation_demo(args.out, seed=args.seed, sizes=sizes,
+                                        overwrite=args.overwrite, task=args.task)
+        unit = "systems"
     for split, count in metadata["samples"].items():
-        print(f"{split:<14} {count:>5} frames  {args.out / split / 'data.lmdb'}")
+        print(f"{split:<14} {count:>5} {unit:<7} {args.out / split / 'data.lmdb'}")
     print(f"metadata       {args.out / 'metadata.json'}")
     return 0
 
@@ -55,6 +63,24 @@ def _check_equivariance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warm_start(args: argparse.Namespace) -> int:
+    from est_fairchem.tools.warm_start import warm_start_checkpoint
+
+    summary = warm_start_checkpoint(
+        args.source, args.config, args.out, symmetry_breaking=args.symmetry_breaking,
+        seed=args.seed, overwrite=args.overwrite,
+    )
+    weights = "EMA weights" if summary["used_ema_weights"] else "weights"
+    print(f"EST model ({summary['parameters'] / 1e6:.2f}M parameters) warm-started from the "
+          f"{weights} of {args.source}")
+    print(f"normalizers copied: {', '.join(summary['normalizers']) or 'none'}; "
+          f"EMA state: {'yes' if summary['ema'] else 'no (config has no optim.ema_decay)'}")
+    print(f"wrote {summary['out']}")
+    print(f"train from it: fairchem --mode train --config-yml {args.config} "
+          f"--checkpoint {summary['out']}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from est_fairchem.tools.demo import print_summary, run_demo
 
@@ -70,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="est-fairchem",
         description="EST models for fairchem v1. Train and predict with the `fairchem` command; "
-        "this tool makes demo data, counts parameters and runs the demo.",
+        "this tool makes demo data, counts parameters, checks equivariance, warm-starts EST from "
+        "EquiformerV2 checkpoints and runs the demo.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -78,13 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
         "make-demo-data",
         help="write small OC20-style LMDBs labelled with ASE's EMT",
         description="Write OC20-style LMDBs (train, val, test_id, test_ood_ads, test_ood_cat, "
-        "test_ood_both) of slab + adsorbate systems labelled with ASE's EMT calculator.",
+        "test_ood_both) of slab + adsorbate systems labelled with ASE's EMT calculator: "
+        "s2ef = rattled frames with energies and forces; is2re / is2rs (the same records, as in "
+        "OC20) = initial structures with their EMT-relaxed positions and energies.",
     )
-    data.add_argument("--task", choices=["s2ef"], default="s2ef", help="dataset kind")
+    data.add_argument("--task", choices=["s2ef", "is2re", "is2rs"], default="s2ef",
+                      help="dataset kind (default s2ef)")
     data.add_argument("--out", type=Path, required=True, help="output folder")
     data.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    data.add_argument("--systems", type=int, default=48, help="training systems (default 48)")
-    data.add_argument("--frames", type=int, default=4, help="frames per system (default 4)")
+    data.add_argument("--systems", type=int, default=None,
+                      help="training systems (default 48 for s2ef, 64 for is2re/is2rs)")
+    data.add_argument("--frames", type=int, default=4, help="s2ef frames per system (default 4)")
     data.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     data.set_defaults(func=_make_demo_data)
 
@@ -111,6 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="seed of weights and rotations")
     check.set_defaults(func=_check_equivariance)
 
+    warm = sub.add_parser(
+        "warm-start",
+        help="turn an EquiformerV2 checkpoint into an EST checkpoint with the same predictions",
+        description="Copy an EquiformerV2 checkpoint's weights into the EST-EquiformerV2 model of "
+        "CONFIG (every steerable expert from the block's feed-forward weights, the spherical "
+        "branch starting at zero output) and write a fairchem checkpoint at step 0 to train "
+        "from with `fairchem --mode train --checkpoint OUT`.",
+    )
+    warm.add_argument("--from", dest="source", type=Path, required=True,
+                      help="EquiformerV2 fairchem checkpoint (hydra or pre-hydra layout)")
+    warm.add_argument("--config", type=Path, required=True, help="EST-EquiformerV2 YAML config")
+    warm.add_argument("--out", type=Path, required=True, help="checkpoint to write")
+    warm.add_argument("--symmetry-breaking", type=float, default=0.01,
+                      help="relative zero-sum perturbation of the experts (default 0.01)")
+    warm.add_argument("--seed", type=int, default=0, help="seed of the new EST weights")
+    warm.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    warm.set_defaults(func=_warm_start)
+
     demo = sub.add_parser(
         "demo",
         help="make data, train, predict the four test splits, write the submission file",
@@ -129,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:  # WarmStartError too
         print(f"est-fairchem {args.command}: {err}", file=sys.stderr)
         return 1
 

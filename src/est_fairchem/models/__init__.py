@@ -1,5 +1,6 @@
 """Public model classes. Configs and checkpoints name them by these dotted paths, which stay
-stable: ``est_fairchem.models.EquiformerV2ESTBackbone``.
+stable: ``est_fairchem.models.EquiformerV2ESTBackbone``,
+``est_fairchem.models.WarmStartHydraModel``.
 
 The classes import fairchem, so they are loaded on first access (PEP 562): importing
 ``est_fairchem.models`` alone stays cheap.
@@ -14,6 +15,7 @@ from est_fairchem.models.est_config import ESTConfig, ESTConfigError
 
 _LAZY = {
     "EquiformerV2ESTBackbone": "est_fairchem.models.equiformer_v2_est",
+    "WarmStartHydraModel": "est_fairchem.models.warm_start_hydra",
 }
 
 __all__ = ["ESTConfig", "ESTConfigError", *_LAZY]

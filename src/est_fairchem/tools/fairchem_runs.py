@@ -87,3 +87,23 @@ def make_submission(predictions: dict[str, Path], out: Path) -> Path:
         command += [f"--{split.replace('_', '-')}", str(path)]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return out
+
+
+def run_relaxations(
+    config: Path, checkpoint: Path, dataset: Path, run_dir: Path, timestamp_id: str,
+    extra: list[str] = (),
+) -> Path:
+    """fairchem's ML relaxations of ``dataset``; return ``relaxed_positions.npz``.
+
+    ``config`` must hold fairchem's relaxation settings (``task.relax_opt`` and ``write_pos``).
+    """
+    run_fairchem(
+        ["--mode", "run-relaxations", "--config-yml", str(config), "--cpu", "--run-dir",
+         str(run_dir), "--timestamp-id", timestamp_id, "--checkpoint", str(checkpoint),
+         f"--dataset.relax.src={dataset}", *extra],
+        run_dir / "logs" / f"{timestamp_id}.log",
+    )
+    results = run_dir / "results" / timestamp_id / "relaxed_positions.npz"
+    if not results.exists():
+        raise FileNotFoundError(f"run-relaxations wrote no {results.name} in {results.parent}")
+    return results

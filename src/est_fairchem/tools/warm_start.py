@@ -1,0 +1,77 @@
+"""``est-fairchem warm-start``: an EquiformerV2 checkpoint -> an EST checkpoint to train from.
+
+The written file is a fairchem checkpoint at epoch 0, step 0 with no optimizer or scheduler
+state, so ``fairchem --mode train --config-yml EST_CONFIG --checkpoint FILE`` starts a fresh
+optimisation from the warm-started weights. It carries the EquiformerV2 run's normalizers and
+element references (the targets are scaled as they were) and, when the EST config uses EMA,
+an EMA state starting at these weights (fairchem drops EMA when a checkpoint has none).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from est_fairchem.models.eqv2_checkpoint import prediction_weights, read_checkpoint
+from est_fairchem.models.warm_start import warm_start
+from est_fairchem.tools.model_from_config import build_model, load_config
+
+
+def ema_state(model: torch.nn.Module, decay: float) -> dict:
+    """fairchem's ``ExponentialMovingAverage.state_dict()`` of an EMA starting at ``model``."""
+    return {
+        "decay": decay,
+        "num_updates": None,
+        "shadow_params": [p.detach().clone() for p in model.parameters() if p.requires_grad],
+        "collected_params": [],
+    }
+
+
+def warm_start_checkpoint(
+    eqv2_checkpoint: Path, est_config: Path, out: Path, symmetry_breaking: float = 0.01,
+    seed: int = 0, overwrite: bool = False,
+) -> dict:
+    """Write the warm-started EST checkpoint to ``out``; return a summary of what was done."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    checkpoint = read_checkpoint(eqv2_checkpoint)
+    weights = prediction_weights(checkpoint, eqv2_checkpoint)
+    config = load_config(est_config)
+    torch.manual_seed(seed)
+    model = build_model(config)
+    warm_start(model, weights, symmetry_breaking=symmetry_breaking, seed=seed)
+    ema_decay = (config.get("optim") or {}).get("ema_decay")
+    state = {
+        "state_dict": model.state_dict(),
+        "normalizers": checkpoint.get("normalizers", {}),
+        "elementrefs": checkpoint.get("elementrefs", {}),
+        "config": config,
+        "val_metrics": None,
+        "amp": None,
+        "epoch": 0,
+        "step": 0,
+        "ema": ema_state(model, float(ema_decay)) if ema_decay else None,
+        "warm_start": {
+            "from": str(eqv2_checkpoint),
+            "used_ema_weights": bool(checkpoint.get("ema")),
+            "symmetry_breaking": symmetry_breaking,
+            "seed": seed,
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        torch.save(state, partial)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return {
+        "out": str(out),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "used_ema_weights": bool(checkpoint.get("ema")),
+        "normalizers": sorted(state["normalizers"]),
+        "ema": bool(ema_decay),
+    }

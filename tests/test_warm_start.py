@@ -1,0 +1,156 @@
+"""Warm start of EST-EquiformerV2 from EquiformerV2 weights: same predictions at step 0."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from est_fairchem.models.warm_start import WarmStartError, warm_start
+from est_fairchem.testing.structures import graph_batch, made_slab
+from tests.model_utils import build, small_model_config
+
+RADIUS = 5.0
+EST = {"num_points": 36, "num_steerable_experts": 3, "num_spherical_experts": 2,
+       "spherical_hidden_channels": 16}
+
+
+def _config(est: dict | None = None, **overrides) -> dict:
+    config = small_model_config(est, otf_graph=False, max_radius=RADIUS, **overrides)
+    config["model"]["otf_graph"] = False
+    return config
+
+
+def _trained_like_eqv2(seed: int = 1, **overrides) -> torch.nn.Module:
+    """A plain EquiformerV2 whose weights are moved off their initialisation."""
+    model = build(_config(**overrides), seed=seed).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+def _outputs(model, batch, seed: int = 5) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)  # EquiformerV2 draws a random roll angle for each edge frame
+    out = model(batch)
+    return {k: (v[k] if isinstance(v, dict) else v).detach() for k, v in out.items()}
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / a.abs().max())
+
+
+@pytest.fixture
+def batch(float64):
+    return graph_batch([made_slab(3), made_slab(4)], RADIUS)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+@pytest.mark.parametrize("experts", [(1, 2), (3, 2), (2, 0)])
+def test_warm_started_est_predicts_as_the_equiformer_v2_it_came_from(batch, mode, experts):
+    eqv2 = _trained_like_eqv2()
+    est_options = dict(EST, num_steerable_experts=experts[0], num_spherical_experts=experts[1])
+    est = build(_config(est_options), seed=2).double()
+    before = _outputs(getattr(est, mode)(), batch)
+    warm_start(est, eqv2.state_dict())
+    expected = _outputs(getattr(eqv2, mode)(), batch)
+    got = _outputs(getattr(est, mode)(), batch)
+    for key in ("energy", "forces"):
+        assert _relative(expected[key], got[key]) < 1e-12, key
+        assert _relative(expected[key], before[key]) > 1e-3, "the EST model was not changed"
+
+
+def test_experts_differ_and_the_spherical_branch_learns(batch):
+    """Zero-sum symmetry breaking: experts differ; EST-only weights receive gradients."""
+    est = build(_config(EST), seed=2).double()
+    warm_start(est, _trained_like_eqv2().state_dict(), symmetry_breaking=0.01)
+    update = est.backbone.blocks[0].update
+    weights = [e.ffn.so3_linear_2.weight for e in update.steerable_experts]
+    assert not torch.equal(weights[0], weights[1])
+    est.train()(batch)["energy"]["energy"].sum().backward()
+    for param in (update.spherical_experts.down.weight, update.scalar_branch[1].weight,
+                  update.gate.net[3].weight):
+        assert param.grad is not None and float(param.grad.abs().max()) > 0
+
+
+def test_mismatched_sizes_list_the_tensors(float64):
+    est = build(_config(EST), seed=2)
+    deeper = _trained_like_eqv2(num_layers=3)
+    with pytest.raises(WarmStartError) as err:
+        warm_start(est, deeper.state_dict())
+    assert "backbone.blocks.2.ga" in str(err.value) and "no place in the EST model" in str(err.value)
+    wider = _trained_like_eqv2(ffn_hidden_channels=32)
+    with pytest.raises(WarmStartError) as err:
+        warm_start(est, wider.state_dict())
+    assert "steerable_experts.0.ffn.so3_linear_1.weight" in str(err.value)
+    assert "(3, 32, 16)" in str(err.value)
+
+
+def test_pre_hydra_checkpoint_layout(batch):
+    """fairchem's published OC20 checkpoints are the deprecated single-module equiformer_v2."""
+    from est_fairchem.tools.model_from_config import build_model
+
+    options = copy.deepcopy(_config()["model"]["backbone"])
+    options.pop("model")
+    torch.manual_seed(1)
+    legacy = build_model({"model": {"name": "equiformer_v2", **options}}).double()
+    with torch.no_grad():
+        for p in legacy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    state = {f"module.{k}": v for k, v in legacy.state_dict().items()}  # as DDP saved it
+    est = build(_config(EST), seed=2).double()
+    warm_start(est, state)
+    expected = _outputs(legacy.eval(), batch)
+    got = _outputs(est.eval(), batch)
+    for key in ("energy", "forces"):
+        assert _relative(expected[key].reshape(got[key].shape), got[key]) < 1e-12, key
+
+
+def test_config_key_warm_start_and_ema_weights(tmp_path, batch):
+    """`model.name: WarmStartHydraModel` + `warm_start.checkpoint`; EMA weights are the ones used."""
+    from est_fairchem.tools.model_from_config import build_model
+
+    eqv2 = _trained_like_eqv2()
+    names = [n for n, _ in eqv2.named_parameters()]
+    raw = {k: v + 0.1 if k in names else v for k, v in eqv2.state_dict().items()}  # not EMA
+    checkpoint = {
+        "state_dict": {f"module.{k}": v.float() for k, v in raw.items()},
+        "config": _config(),
+        "ema": {"decay": 0.999, "num_updates": None, "collected_params": [],
+                "shadow_params": [eqv2.state_dict()[n].float() for n in names]},
+    }
+    checkpoint["config"]["model"]["name"] = "hydra"
+    path = tmp_path / "eqv2.pt"
+    torch.save(checkpoint, path)
+    config = _config(EST)
+    config["model"]["name"] = "est_fairchem.models.WarmStartHydraModel"
+    config["model"]["warm_start"] = {"checkpoint": str(path)}
+    est = build_model(config).double().eval()
+    expected = _outputs(eqv2.float().double().eval(), batch)
+    got = _outputs(est, batch)
+    for key in ("energy", "forces"):
+        assert _relative(expected[key], got[key]) < 1e-12, key
+
+    config["model"]["warm_start"] = {"checkpoint": str(path), "symetry_breaking": 0.1}
+    with pytest.raises(WarmStartError, match="symetry_breaking"):
+        build_model(config)
+
+
+def test_cli_refuses_to_overwrite_and_names_mismatches(tmp_path):
+    eqv2 = _trained_like_eqv2(num_layers=3).float()
+    path = tmp_path / "eqv2.pt"
+    torch.save({"state_dict": eqv2.state_dict(), "config": {"model": {"name": "hydra"}}}, path)
+    out = tmp_path / "est.pt"
+    out.write_text("a file the user made")
+    command = [sys.executable, "-m", "est_fairchem.cli", "warm-start", "--from", str(path),
+               "--config", "configs/oc20/s2ef/demo/est_eqv2_demo.yml", "--out", str(out)]
+    refused = subprocess.run(command, capture_output=True, text=True)
+    assert refused.returncode == 1 and "--overwrite" in refused.stderr
+    assert out.read_text() == "a file the user made"
+    mismatch = subprocess.run([*command, "--overwrite"], capture_output=True, text=True)
+    assert mismatch.returncode == 1
+    assert "backbone.blocks.2.ga" in mismatch.stderr
+    assert out.read_text() == "a file the user made"
