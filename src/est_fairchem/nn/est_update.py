@@ -35,6 +35,11 @@ class ESTUpdate(nn.Module):
         num_points, sampling, repulsion_steps: the sphere point set (see ``sphere_points``).
         num_heads, orientation_embedding: of the spherical attention.
         random_grid_rotation: rotate the grid per system in training (spec §3.4).
+        own_gate: build the gate over all experts from ``x^(0)``; False when the caller
+            computes the gate weights (another backbone's layout) and passes them in.
+        invariant_scalars: replace the degree-0 output of the spherical branch by the
+            invariant ``SiLU(W0 LN(x^(0)) + b0)`` (reference behaviour); False keeps the
+            grid's own degree-0 output (where only invariants leave the block).
     """
 
     def __init__(
@@ -50,6 +55,8 @@ class ESTUpdate(nn.Module):
         num_heads: int = 1,
         orientation_embedding: bool = True,
         random_grid_rotation: bool = True,
+        own_gate: bool = True,
+        invariant_scalars: bool = True,
     ) -> None:
         super().__init__()
         self.lmax = lmax
@@ -57,8 +64,10 @@ class ESTUpdate(nn.Module):
         self.num_steerable = len(steerable_experts)
         self.num_spherical = num_spherical_experts
         self.random_grid_rotation = random_grid_rotation
+        self.invariant_scalars = invariant_scalars
         self.steerable_experts = nn.ModuleList(steerable_experts)
-        self.gate = ExpertGate(channels, self.num_steerable + self.num_spherical)
+        if own_gate:
+            self.gate = ExpertGate(channels, self.num_steerable + self.num_spherical)
         if self.num_spherical > 0:
             points = sphere_points(sampling, num_points, repulsion_steps if sampling == "fibonacci" else 0)
             self.transform = SphericalTransform(lmax, points)
@@ -66,30 +75,43 @@ class ESTUpdate(nn.Module):
             self.spherical_experts = SphericalExperts(
                 channels, spherical_hidden_channels, num_spherical_experts
             )
-            self.scalar_branch = nn.Sequential(
-                nn.LayerNorm(channels), nn.Linear(channels, channels), nn.SiLU()
-            )
+            if invariant_scalars:
+                self.scalar_branch = nn.Sequential(
+                    nn.LayerNorm(channels), nn.Linear(channels, channels), nn.SiLU()
+                )
 
-    def forward(self, x: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, batch: torch.Tensor | None = None, gates: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Apply the update.
 
         Args:
             x: [N, (L+1)^2, C] steerable node features (the un-normalised residual stream).
             batch: [N] system index of each node, for the per-system grid rotation in training.
+            gates: [N, n_st + n_sp] gate weights, required when built with ``own_gate=False``.
         Returns:
             [N, (L+1)^2, C] update (the caller adds the residual).
         """
-        gates = self.gate(x[:, 0, :])
+        if gates is None:
+            gates = self.gate(x[:, 0, :])
         out = torch.zeros_like(x)
         for i, expert in enumerate(self.steerable_experts):
             out = out + gates[:, i, None, None] * expert(x)
         if self.num_spherical > 0:
-            out = out + self._spherical_branch(x, gates[:, self.num_steerable :], batch)
+            out = out + self.spherical_branch(x, gates[:, self.num_steerable :], batch)
         return out
 
-    def _spherical_branch(
+    def spherical_branch(
         self, x: torch.Tensor, gates: torch.Tensor, batch: torch.Tensor | None
     ) -> torch.Tensor:
+        """Transform -> spherical attention -> gated spherical experts -> inverse transform.
+
+        Args:
+            x: [N, (L+1)^2, C]; gates: [N, n_sp] weights of the spherical experts;
+            batch: [N] system index (grid rotation in training) or None.
+        Returns:
+            [N, (L+1)^2, C].
+        """
         rotation = None
         if self.training and self.random_grid_rotation:
             num_systems = 1 if batch is None else int(batch.max()) + 1
@@ -103,6 +125,8 @@ class ESTUpdate(nn.Module):
         y = self.transform.from_grid(grid)
         if rotation is not None:
             y = torch.einsum("njk,njc->nkc", rotation, y)  # D^T y: back to the input frame
+        if not self.invariant_scalars:
+            return y
         scalars = self.scalar_branch(x[:, 0, :])  # invariant: unaffected by the rotation
         return torch.cat([scalars[:, None, :], y[:, 1:, :]], dim=1)
 
