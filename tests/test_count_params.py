@@ -27,3 +27,11 @@ def test_s2ef_all_est_config_is_the_papers_45M():
 
 def test_plain_equiformer_v2_config_is_31M():
     assert _count("configs/oc20/s2ef/all/eqv2_N@8_L@4_M@2_31M.yml") == 31.06
+
+
+def test_is2re_est_config_is_the_papers_32M_and_plain_equiformer_beside_it():
+    """The paper's IS2RE EST has 32.47M parameters; Equiformer's IS2RE model ~9M."""
+    est = _count("configs/oc20/is2re/all/est_equiformer_L@1_6blocks_32M.yml")
+    plain = _count("configs/oc20/is2re/all/equiformer_L@1_6blocks.yml")
+    assert abs(est - 32.47) / 32.47 < 0.05
+    assert 8.0 < plain < 10.0

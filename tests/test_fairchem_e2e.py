@@ -30,7 +30,7 @@ def demo(tmp_path_factory):
         capture_output=True, text=True, cwd=REPO,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((root / "runs" / "demo_summary.json").read_text())
+    summary = json.loads((root / "runs" / "demo_summary_s2ef.json").read_text())
     return summary, result.stdout
 
 

@@ -1,6 +1,7 @@
 """Public model classes. Configs and checkpoints name them by these dotted paths, which stay
-stable: ``est_fairchem.models.EquiformerV2ESTBackbone``,
-``est_fairchem.models.WarmStartHydraModel``.
+stable: ``est_fairchem.models.EquiformerV2ESTBackbone`` (OC20 S2EF),
+``est_fairchem.models.EquiformerBackbone`` / ``EquiformerESTBackbone`` with
+``EquiformerScalarHead`` (OC20 IS2RE, QM9), ``est_fairchem.models.WarmStartHydraModel``.
 
 The classes import fairchem, so they are loaded on first access (PEP 562): importing
 ``est_fairchem.models`` alone stays cheap.
@@ -16,6 +17,9 @@ from est_fairchem.models.est_config import ESTConfig, ESTConfigError
 _LAZY = {
     "EquiformerV2ESTBackbone": "est_fairchem.models.equiformer_v2_est",
     "WarmStartHydraModel": "est_fairchem.models.warm_start_hydra",
+    "EquiformerBackbone": "est_fairchem.models.equiformer.backbone",
+    "EquiformerESTBackbone": "est_fairchem.models.equiformer.backbone",
+    "EquiformerScalarHead": "est_fairchem.models.equiformer.heads",
 }
 
 __all__ = ["ESTConfig", "ESTConfigError", *_LAZY]

@@ -129,6 +129,11 @@ class EquiformerV2ESTBackbone(EquiformerV2Backbone):
                 f"lmax_list={self.lmax_list}: EST supports a single resolution (one lmax)"
             )
         self.est_config = ESTConfig.from_mapping(est, lmax=self.lmax_list[0])
+        if self.est_config.fourier_channels not in (None, self.sphere_channels):
+            raise ESTConfigError(
+                f"est.fourier_channels={self.est_config.fourier_channels}: EquiformerV2's grid "
+                f"carries sphere_channels={self.sphere_channels}; leave it null"
+            )
         self.blocks = nn.ModuleList(
             ESTTransBlockV2(block, self._build_update()) for block in self.blocks
         )

@@ -30,6 +30,9 @@ class ESTConfig:
         steerable_hidden_channels: hidden width of steerable experts (None: the backbone's
             ``ffn_hidden_channels``).
         spherical_hidden_channels: hidden width of spherical experts (None: 4 x channels).
+        fourier_channels: C_F, channels of the grid features. EquiformerV2: must be null (the
+            grid carries ``sphere_channels``). Equiformer: the width of the degree-wise
+            projection to the sphere (None: the largest multiplicity of the degrees above 0).
         num_heads: heads of the spherical attention (reference: 1).
         orientation_embedding: append point directions to queries and keys (Eq. 13).
         random_grid_rotation: in training, rotate the grid by a random rotation per system
@@ -43,6 +46,7 @@ class ESTConfig:
     num_spherical_experts: int = 4
     steerable_hidden_channels: int | None = None
     spherical_hidden_channels: int | None = None
+    fourier_channels: int | None = None
     num_heads: int = 1
     orientation_embedding: bool = True
     random_grid_rotation: bool = True
@@ -73,7 +77,7 @@ class ESTConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 fail(key, "a non-negative integer")
-        for key in ("steerable_hidden_channels", "spherical_hidden_channels"):
+        for key in ("steerable_hidden_channels", "spherical_hidden_channels", "fourier_channels"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 fail(key, "a positive integer or null")

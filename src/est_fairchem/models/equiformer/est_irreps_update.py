@@ -1,0 +1,126 @@
+"""The EST update block on Equiformer's irreps features (spec §7).
+
+Equiformer's features have a different multiplicity per degree (IS2RE ``256x0e+128x1e``),
+while a function on the sphere needs the same channels C_F for every degree. The spherical
+branch therefore works on a learned projection:
+
+    u    = LN(x)                                             (the block's norm_2)
+    g    = gate(u^(0))                                       [N, n_st + n_sp]
+    y_st = sum_i g_i FFN_i(u)                                Equiformer FFN experts
+    v    = P_in u                   -> [N, (L+1)^2, C_F]     degree-wise linear projection
+    y_sp = P_out SB(v; g_sp)                                 spherical branch, projected back
+    out  = y_st + y_sp
+
+Why a degree-wise linear projection rather than, e.g., zero-padding the smaller degrees or
+splitting the larger ones: by Schur's lemma a degree-wise linear map is the most general
+equivariant linear map between the two layouts, so it loses nothing a fixed map would keep,
+lets the model choose which channels reach the sphere, and decouples C_F (the paper's
+"intermediate dimension during the Fourier transform") from the backbone's multiplicities;
+it costs ``sum_l mul_l C_F`` weights each way (IS2RE, C_F = 128: 49k), small next to one
+FFN expert (0.6M).
+
+When the block's output has only scalars (Equiformer's last block maps to ``512x0e``), only
+the degree-0 row of the branch leaves the block; there it is the grid's own degree-0 output
+(no invariant override), else the branch would not reach the output at all.
+"""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from est_fairchem.models.equiformer.embedding import num_scalars
+from est_fairchem.models.equiformer.feed_forward import FeedForward
+from est_fairchem.models.est_config import ESTConfig
+from est_fairchem.nn.est_update import ESTUpdate
+from est_fairchem.nn.experts import ExpertGate
+
+
+def uniform_irreps(lmax: int, channels: int) -> o3.Irreps:
+    """``C x 0e + C x 1e + ... + C x Le``."""
+    return o3.Irreps([(channels, (l, 1)) for l in range(lmax + 1)])
+
+
+def irreps_to_coefficients(x: torch.Tensor, lmax: int, channels: int) -> torch.Tensor:
+    """Flat ``uniform_irreps(L, C)`` features [N, sum_l C(2l+1)] -> [N, (L+1)^2, C].
+
+    Row ``l^2 + l + m`` holds coefficient (l, m) of every channel (the layout of
+    :class:`est_fairchem.nn.est_update.ESTUpdate`).
+    """
+    rows, offset = [], 0
+    for l in range(lmax + 1):
+        width = channels * (2 * l + 1)
+        rows.append(x[:, offset : offset + width].reshape(-1, channels, 2 * l + 1).transpose(1, 2))
+        offset += width
+    return torch.cat(rows, dim=1)
+
+
+def coefficients_to_irreps(y: torch.Tensor, lmax: int) -> torch.Tensor:
+    """[N, (L+1)^2, C] -> flat ``uniform_irreps(L, C)`` features (inverse of the above)."""
+    blocks = [y[:, l * l : (l + 1) ** 2, :].transpose(1, 2).reshape(y.shape[0], -1)
+              for l in range(lmax + 1)]
+    return torch.cat(blocks, dim=1)
+
+
+class EquiformerESTUpdate(nn.Module):
+    """EST mixture of hybrid experts on irreps (see the module docstring).
+
+    Args:
+        irreps_in: node irreps (scalars first); irreps_mid: hidden irreps of each FFN expert;
+        irreps_out: output irreps.
+        config: the EST options (``fourier_channels`` is C_F; default the largest
+            multiplicity of the degrees above 0).
+    """
+
+    def __init__(
+        self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps,
+        config: ESTConfig,
+    ) -> None:
+        super().__init__()
+        irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        self.num_scalars = num_scalars(irreps_in)
+        self.lmax = irreps_in.lmax
+        self.num_steerable = config.num_steerable_experts
+        self.num_spherical = config.num_spherical_experts
+        self.channels = config.fourier_channels or max(
+            [mul for mul, ir in irreps_in if ir.l > 0], default=self.num_scalars
+        )
+        self.gate = ExpertGate(self.num_scalars, self.num_steerable + self.num_spherical)
+        self.steerable_experts = nn.ModuleList(
+            FeedForward(irreps_in, irreps_mid, irreps_out) for _ in range(self.num_steerable)
+        )
+        if self.num_spherical > 0:
+            uniform = uniform_irreps(self.lmax, self.channels)
+            self.to_uniform = o3.Linear(irreps_in, uniform, biases=True)
+            self.spherical = ESTUpdate(
+                lmax=self.lmax,
+                channels=self.channels,
+                steerable_experts=[],
+                num_spherical_experts=self.num_spherical,
+                spherical_hidden_channels=config.spherical_hidden_channels or 4 * self.channels,
+                num_points=config.num_points,
+                sampling=config.sampling,
+                repulsion_steps=config.repulsion_steps,
+                num_heads=config.num_heads,
+                orientation_embedding=config.orientation_embedding,
+                random_grid_rotation=config.random_grid_rotation,
+                own_gate=False,
+                invariant_scalars=irreps_out.lmax > 0,
+            )
+            self.from_uniform = o3.Linear(uniform, irreps_out, biases=True)
+
+    def forward(self, u: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, irreps_in.dim] normalised features -> [N, irreps_out.dim] update.
+
+        ``batch`` [N] (system of each node) lets the grid rotate per system in training.
+        """
+        gates = self.gate(u[:, : self.num_scalars])
+        out = 0
+        for i, expert in enumerate(self.steerable_experts):
+            out = out + gates[:, i, None] * expert(u)
+        if self.num_spherical > 0:
+            v = irreps_to_coefficients(self.to_uniform(u), self.lmax, self.channels)
+            y = self.spherical.spherical_branch(v, gates[:, self.num_steerable :], batch)
+            out = out + self.from_uniform(coefficients_to_irreps(y, self.lmax))
+        return out

@@ -1,0 +1,68 @@
+"""IS2RE end to end through the real `fairchem` command: `est-fairchem demo --task is2re`
+(made data -> EST-Equiformer training -> predictions of the four test splits -> submission)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from est_fairchem.data.demo_s2ef import TEST_SPLITS
+from tests.model_utils import lmdb_samples
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "configs/oc20/is2re/demo/est_equiformer_demo.yml"
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("is2re_demo")
+    result = subprocess.run(
+        [sys.executable, "-m", "est_fairchem.cli", "demo", "--task", "is2re",
+         "--data", str(root / "data"), "--run-dir", str(root / "runs")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((root / "runs" / "demo_summary_is2re.json").read_text())
+    return summary, result.stdout
+
+
+def test_training_loss_falls_and_validation_has_is2re_metrics(demo):
+    summary, stdout = demo
+    log = Path(summary["train_log"]).read_text()
+    losses = [float(m) for m in re.findall(r"\bloss: ([0-9.eE+-]+)", log)]
+    assert len(losses) >= 6
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+    assert {"energy_mae", "energy_mse", "energy_within_threshold"} <= set(summary["val"])
+    assert Path(summary["checkpoint"]).is_file()
+    assert "EwT" in stdout and "energy MAE" in stdout
+
+
+def test_model_beats_predicting_the_mean_relaxed_energy(demo):
+    """Validation energy MAE below that of the training set's mean energy."""
+    summary, _ = demo
+    data = Path(summary["data"])
+    mean = np.mean([s.y_relaxed for s in lmdb_samples(data / "train")])
+    baseline = np.mean([abs(s.y_relaxed - mean) for s in lmdb_samples(data / "val")])
+    assert summary["val"]["energy_mae"] < 0.8 * baseline
+
+
+def test_predictions_and_submission_cover_the_four_splits(demo):
+    summary, _ = demo
+    data = Path(summary["data"])
+    for split in TEST_SPLITS:
+        pred = np.load(summary["predictions"][split])
+        samples = lmdb_samples(data / split)
+        assert sorted(map(str, pred["ids"].tolist())) == sorted(str(s.sid) for s in samples)
+        assert pred["energy"].shape[0] == len(samples)
+        assert "forces" not in pred.files
+    submission = np.load(summary["submission"])
+    for split in ("id", "ood_ads", "ood_cat", "ood_both"):
+        assert {f"{split}_ids", f"{split}_energy"} <= set(submission.files)
+        assert len(submission[f"{split}_energy"]) == len(lmdb_samples(data / f"test_{split}"))
