@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 SUBCOMMANDS = {
-    "make-demo-data": ["--task", "--out", "--seed", "--systems", "--overwrite"],
+    "make-demo-data": ["--task", "--out", "--seed", "--systems", "--overwrite", "qm9"],
+    "prepare-qm9": ["--raw", "--out", "--exclude", "--seed", "--subtract-atomrefs",
+                    "--overwrite", "110,000"],
     "count-params": ["configs"],
-    "demo": ["--config", "--data", "--run-dir"],
+    "demo": ["--task", "--config", "--data", "--run-dir"],
     "check-equivariance": ["--checkpoint", "--structure", "--rotations"],
     "warm-start": ["--from", "--config", "--out", "--symmetry-breaking", "--overwrite"],
 }

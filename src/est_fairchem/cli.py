@@ -1,4 +1,4 @@
-"""The ``est-fairchem`` command: demo data, parameter counts, the end-to-end demo.
+"""The ``est-fairchem`` command: demo data, QM9 conversion, parameter counts, the demo.
 
 Training, prediction and SLURM submission are fairchem's own ``fairchem`` command; this one
 only adds what fairchem lacks. Heavy imports happen inside each subcommand.
@@ -14,10 +14,12 @@ from pathlib import Path
 
 def _make_demo_data(args: argparse.Namespace) -> int:
     if args.systems is None:
-        args.systems = 48 if args.task == "s2ef" else 64
+        args.systems = {"s2ef": 48, "qm9": 200}.get(args.task, 64)
     if args.systems < 1 or args.frames < 1:
         print("est-fairchem: --systems and --frames must be >= 1", file=sys.stderr)
         return 2
+    if args.task == "qm9":
+        return _make_qm9_demo(args)
     if args.task == "s2ef":
         from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
 
@@ -34,6 +36,43 @@ def _make_demo_data(args: argparse.Namespace) -> int:
     for split, count in metadata["samples"].items():
         print(f"{split:<14} {count:>5} {unit:<7} {args.out / split / 'data.lmdb'}")
     print(f"metadata       {args.out / 'metadata.json'}")
+    return 0
+
+
+def _make_qm9_demo(args: argparse.Namespace) -> int:
+    from est_fairchem.data.demo_qm9 import make_qm9_demo
+
+    metadata = make_qm9_demo(args.out, molecules=args.systems, seed=args.seed,
+                             overwrite=args.overwrite)
+    last = f"dsgdb9nsd_{metadata['molecules']:06d}.xyz"
+    print(f"{metadata['molecules']} molecules in the QM9 release layout (stand-in properties, "
+          f"EMT energies): {args.out}/dsgdb9nsd_000001.xyz ... {last}")
+    print(f"uncharacterized.txt lists {len(metadata['uncharacterized'])}: "
+          f"{', '.join(map(str, metadata['uncharacterized']))}")
+    print(f"convert: est-fairchem prepare-qm9 --raw {args.out} --out <DIR> "
+          f"--exclude {args.out / 'uncharacterized.txt'}")
+    return 0
+
+
+def _prepare_qm9(args: argparse.Namespace) -> int:
+    from est_fairchem.data.qm9_convert import prepare_qm9
+
+    metadata = prepare_qm9(args.raw, args.out, exclude=args.exclude, seed=args.seed,
+                           subtract_atomrefs=args.subtract_atomrefs, overwrite=args.overwrite)
+    exclusion = metadata["exclusion"]
+    print(f"read {metadata['records_read']} molecules from {args.raw}")
+    if exclusion is not None:
+        print(f"exclusion list {exclusion['file']}: {exclusion['indices_listed']} indices "
+              f"accepted from {exclusion['data_lines']} data lines "
+              f"({exclusion['skipped_lines']} header, rule and blank lines skipped); "
+              f"{exclusion['excluded']} molecules excluded, "
+              f"{exclusion['listed_but_absent']} listed indices not in the release")
+    print(f"split of {metadata['molecules']} molecules, seed {metadata['seed']}:")
+    for split, count in metadata["samples"].items():
+        print(f"{split:<6} {count:>7} molecules {args.out / split / 'data.lmdb'}")
+    energies = "atomization energies" if metadata["subtract_atomrefs"] else "total energies"
+    print(f"targets: {', '.join(metadata['targets'])} (y [1, 12]; U0, U, H, G as {energies})")
+    print(f"metadata {args.out / 'metadata.json'}")
     return 0
 
 
@@ -82,11 +121,14 @@ def _warm_start(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from est_fairchem.tools.demo import print_summary, run_demo
+    from est_fairchem.tools.demo import DEMO_TASKS, print_summary, run_demo
 
-    summary = run_demo(args.config, args.data, args.run_dir, seed=args.seed)
+    task = DEMO_TASKS[args.task]
+    config = args.config or Path(task.config)
+    data = args.data or Path(task.data)
+    summary = run_demo(config, data, args.run_dir, seed=args.seed, task=args.task)
     print_summary(summary)
-    summary_file = args.run_dir / "demo_summary.json"
+    summary_file = args.run_dir / f"demo_summary_{args.task}.json"
     summary_file.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"summary:     {summary_file}")
     return 0
@@ -96,28 +138,63 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="est-fairchem",
         description="EST models for fairchem v1. Train and predict with the `fairchem` command; "
-        "this tool makes demo data, counts parameters, checks equivariance, warm-starts EST from "
-        "EquiformerV2 checkpoints and runs the demo.",
+        "this tool makes demo data, converts the QM9 release, counts parameters, checks "
+        "equivariance, warm-starts EST from EquiformerV2 checkpoints and runs the demo.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser(
         "make-demo-data",
-        help="write small OC20-style LMDBs labelled with ASE's EMT",
+        help="write small OC20-style LMDBs labelled with ASE's EMT, or a QM9-style raw release",
         description="Write OC20-style LMDBs (train, val, test_id, test_ood_ads, test_ood_cat, "
         "test_ood_both) of slab + adsorbate systems labelled with ASE's EMT calculator: "
         "s2ef = rattled frames with energies and forces; is2re / is2rs (the same records, as in "
-        "OC20) = initial structures with their EMT-relaxed positions and energies.",
+        "OC20) = initial structures with their EMT-relaxed positions and energies. "
+        "qm9 = a folder in the original QM9 release's layout (dsgdb9nsd_*.xyz files and "
+        "uncharacterized.txt) of perturbed ASE G2 molecules (H, C, N, O) with EMT energies and "
+        "stand-in properties, for `est-fairchem prepare-qm9`.",
     )
-    data.add_argument("--task", choices=["s2ef", "is2re", "is2rs"], default="s2ef",
+    data.add_argument("--task", choices=["s2ef", "is2re", "is2rs", "qm9"], default="s2ef",
                       help="dataset kind (default s2ef)")
     data.add_argument("--out", type=Path, required=True, help="output folder")
     data.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     data.add_argument("--systems", type=int, default=None,
-                      help="training systems (default 48 for s2ef, 64 for is2re/is2rs)")
+                      help="training systems (default 48 for s2ef, 64 for is2re/is2rs); "
+                      "for qm9 the number of molecules (default 200)")
     data.add_argument("--frames", type=int, default=4, help="s2ef frames per system (default 4)")
     data.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     data.set_defaults(func=_make_demo_data)
+
+    qm9 = sub.add_parser(
+        "prepare-qm9",
+        help="convert the original QM9 release into fairchem train/val/test LMDBs",
+        description="Read the QM9 release (a folder of dsgdb9nsd_*.xyz files or the "
+        "dsgdb9nsd.xyz.tar.bz2 archive, streamed), drop the molecules of --exclude, and write "
+        "OUT/{train,val,test}/data.lmdb (fairchem LmdbDataset records: pos [n,3] in A, "
+        "atomic_numbers, natoms, zero cell, pbc False, fixed 0, tags 1, sid = molecule index, "
+        "the 12 targets mu, alpha, homo, lumo, gap, r2, zpve, u0, u, h, g, cv as named floats "
+        "and y [1,12]; homo, lumo, gap, zpve, U0, U, H, G converted from Hartree to eV, mu in D, "
+        "alpha in a0^3, r2 in a0^2, cv in cal/(mol K)), OUT/metadata.json and "
+        "OUT/split_indices.npz. Split: np.random.default_rng(SEED).permutation over the "
+        "molecules sorted by index; more than 120,000 molecules give train 110,000, val 10,000, "
+        "test the rest (130,831 -> 110,000/10,000/10,831); fewer (demo data) are split in the "
+        "same proportions: train = floor(N*110000/130831), val = floor(N*10000/130831), each at "
+        "least 1, test the rest. Writes atomically.",
+    )
+    qm9.add_argument("--raw", type=Path, required=True,
+                     help="folder of dsgdb9nsd_*.xyz files, or the release's .tar.bz2 archive")
+    qm9.add_argument("--out", type=Path, required=True, help="output folder")
+    qm9.add_argument("--exclude", type=Path, default=None, metavar="UNCHARACTERIZED_FILE",
+                     help="the release's uncharacterized.txt (3,054 molecules to drop): lines "
+                     "whose first field is an integer are read as molecule indices, the header, "
+                     "rules and blank lines are skipped")
+    qm9.add_argument("--seed", type=int, default=1,
+                     help="seed of the split permutation (default 1, as TorchMD-Net/Equiformer)")
+    qm9.add_argument("--subtract-atomrefs", action="store_true",
+                     help="also store u0/u/h/g_atomization (total minus the release's atom "
+                     "reference energies of H, C, N, O, F) and put them in y instead of totals")
+    qm9.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    qm9.set_defaults(func=_prepare_qm9)
 
     count = sub.add_parser(
         "count-params",
@@ -163,11 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="make data, train, predict the four test splits, write the submission file",
-        description="The README's demo through the real `fairchem` command on CPU.",
+        description="The README's demo through the real `fairchem` command on CPU: s2ef trains "
+        "EST-EquiformerV2 on energies and forces, is2re trains EST-Equiformer on relaxed "
+        "energies of initial structures.",
     )
-    demo.add_argument("--config", type=Path,
-                      default=Path("configs/oc20/s2ef/demo/est_eqv2_demo.yml"))
-    demo.add_argument("--data", type=Path, default=Path("data/demo/s2ef"))
+    demo.add_argument("--task", choices=["s2ef", "is2re"], default="s2ef",
+                      help="which demo (default s2ef)")
+    demo.add_argument("--config", type=Path, default=None,
+                      help="fairchem config (default configs/oc20/<task>/demo/est_*_demo.yml)")
+    demo.add_argument("--data", type=Path, default=None,
+                      help="demo data folder (default data/demo/<task>)")
     demo.add_argument("--run-dir", type=Path, default=Path("runs/demo"))
     demo.add_argument("--seed", type=int, default=0, help="demo data seed (default 0)")
     demo.set_defaults(func=_demo)
