@@ -148,14 +148,7 @@ class EquiformerV2ESTBackbone(EquiformerV2Backbone):
                 EqV2SteerableExpert(self, steerable_hidden)
                 for _ in range(cfg.num_steerable_experts)
             ],
-            num_spherical_experts=cfg.num_spherical_experts,
-            spherical_hidden_channels=cfg.spherical_hidden_channels or 4 * self.sphere_channels,
-            num_points=cfg.num_points,
-            sampling=cfg.sampling,
-            repulsion_steps=cfg.repulsion_steps,
-            num_heads=cfg.num_heads,
-            orientation_embedding=cfg.orientation_embedding,
-            random_grid_rotation=cfg.random_grid_rotation,
+            **cfg.spherical_options(self.sphere_channels),
         )
         update.apply(partial(eqv2_init_weights, weight_init=self.weight_init))
         return update

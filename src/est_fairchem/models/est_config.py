@@ -95,5 +95,19 @@ class ESTConfig:
         if self.num_steerable_experts + self.num_spherical_experts < 1:
             fail("num_steerable_experts", "at least one expert in total (steerable + spherical)")
 
+    def spherical_options(self, channels: int) -> dict[str, Any]:
+        """Keyword arguments of :class:`est_fairchem.nn.est_update.ESTUpdate` for the spherical
+        branch on ``channels`` grid channels (hidden width default 4 x channels)."""
+        return {
+            "num_spherical_experts": self.num_spherical_experts,
+            "spherical_hidden_channels": self.spherical_hidden_channels or 4 * channels,
+            "num_points": self.num_points,
+            "sampling": self.sampling,
+            "repulsion_steps": self.repulsion_steps,
+            "num_heads": self.num_heads,
+            "orientation_embedding": self.orientation_embedding,
+            "random_grid_rotation": self.random_grid_rotation,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
