@@ -97,8 +97,11 @@ def _check_equivariance(args: argparse.Namespace) -> int:
     print(f"structure:  {result['structure']} ({result['atoms']} atoms), float64, eval mode")
     print(f"energy relative error over {result['rotations']} rotations: "
           f"max {result['energy_error_max']:.2e}, mean {result['energy_error_mean']:.2e}")
-    print(f"force relative error over {result['rotations']} rotations:  "
-          f"max {result['force_error_max']:.2e}, mean {result['force_error_mean']:.2e}")
+    if result["force_error_max"] is None:
+        print("forces: not predicted by this model")
+    else:
+        print(f"force relative error over {result['rotations']} rotations:  "
+              f"max {result['force_error_max']:.2e}, mean {result['force_error_mean']:.2e}")
     return 0
 
 
