@@ -20,6 +20,7 @@ _LAZY = {
     "EquiformerBackbone": "est_fairchem.models.equiformer.backbone",
     "EquiformerESTBackbone": "est_fairchem.models.equiformer.backbone",
     "EquiformerScalarHead": "est_fairchem.models.equiformer.heads",
+    "ESTBackbone": "est_fairchem.models.pure_est.backbone",
 }
 
 __all__ = ["ESTConfig", "ESTConfigError", *_LAZY]

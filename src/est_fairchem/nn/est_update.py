@@ -112,19 +112,26 @@ class ESTUpdate(nn.Module):
         Returns:
             [N, (L+1)^2, C].
         """
+        # Under autocast the rotations, transforms and attention run in float32 with autocast
+        # off (see sphere/transform.py); only the linear layers run in half precision.
+        from est_fairchem.sphere.transform import full_precision, full_precision_dtype
+
         rotation = None
         if self.training and self.random_grid_rotation:
             num_systems = 1 if batch is None else int(batch.max()) + 1
-            wigner = random_wigner_d(self.lmax, num_systems, x.dtype, x.device)
+            dtype = full_precision_dtype(x)
+            wigner = random_wigner_d(self.lmax, num_systems, dtype, x.device)
             rotation = wigner[batch] if batch is not None else wigner.expand(x.shape[0], -1, -1)
             # Sampling the rotated function on a fixed grid = sampling x on the rotated grid.
-            x = torch.einsum("nkj,njc->nkc", rotation, x)
+            with full_precision(x.device):
+                x = torch.einsum("nkj,njc->nkc", rotation, x.to(dtype))
         grid = self.transform.to_grid(x)
-        grid = self.attention(grid, self.transform.points, self.transform.log_weights(x.dtype))
+        grid = self.attention(grid, self.transform.points, self.transform.log_weights(grid.dtype))
         grid = self.spherical_experts(grid, gates)
         y = self.transform.from_grid(grid)
         if rotation is not None:
-            y = torch.einsum("njk,njc->nkc", rotation, y)  # D^T y: back to the input frame
+            with full_precision(y.device):  # D^T y: back to the input frame
+                y = torch.einsum("njk,njc->nkc", rotation.to(y.dtype), y)
         if not self.invariant_scalars:
             return y
         scalars = self.scalar_branch(x[:, 0, :])  # invariant: unaffected by the rotation

@@ -5,12 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from est_fairchem.sphere.transform import full_precision, full_precision_dtype
+
 
 class ExpertGate(nn.Module):
     """Dense softmax gate over all experts from the invariant (l=0) channels.
 
     ``g = softmax(SiLU(W2 SiLU(W1 LN(x0) + b1) + b2))`` as in the reference implementation
-    (spec §5); no top-k, no balance loss (the paper's Tables 7-8 found both hurt).
+    (spec §5); no top-k, no balance loss (the paper's Tables 7-8 found both hurt). Under
+    ``torch.autocast`` the softmax runs in float32 (autocast off), so the weights sum to 1 to
+    float32 precision.
 
     Args:
         channels: C of the l=0 features.
@@ -29,7 +33,10 @@ class ExpertGate(nn.Module):
 
     def forward(self, scalars: torch.Tensor) -> torch.Tensor:
         """[N, C] invariant features -> [N, num_experts] weights summing to 1."""
-        return torch.softmax(self.net(scalars), dim=-1)
+        logits = self.net(scalars)
+        dtype = full_precision_dtype(logits)
+        with full_precision(logits.device):
+            return torch.softmax(logits.to(dtype), dim=-1)
 
 
 class SphericalExperts(nn.Module):

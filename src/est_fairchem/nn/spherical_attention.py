@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from est_fairchem.sphere.transform import full_precision, full_precision_dtype
+
 
 class SphericalAttention(nn.Module):
     """Pre-LayerNorm attention across sphere points with the relative orientation embedding.
@@ -14,7 +16,9 @@ class SphericalAttention(nn.Module):
     (s, t) gains ``p_s . p_t``, which depends only on the angle between the points and so is
     rotation invariant (Eq. 13). For a non-uniform point set the log quadrature weight of each
     key is added to the logits, making the softmax a quadrature of an integral over the sphere
-    (spec §16). Computed with ``torch.nn.functional.scaled_dot_product_attention``.
+    (spec §16). Computed with ``torch.nn.functional.scaled_dot_product_attention``; under
+    ``torch.autocast`` the projections run in half precision but the attention itself (logits,
+    softmax, weighted sum) runs with autocast disabled in float32, as does its output.
 
     Args:
         channels: C, channels of the grid features.
@@ -48,13 +52,15 @@ class SphericalAttention(nn.Module):
         n, s, _ = f.shape
         q, k, v = self.qkv(self.norm(f)).chunk(3, dim=-1)
         split = lambda t: t.view(n, s, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731
-        q, k, v = split(q), split(k), split(v)  # [N, H, S, d]
-        if self.orientation_embedding:
-            p = points.to(f.dtype).expand(n, self.num_heads, s, 3)
-            q = torch.cat([q, p], dim=-1)
-            k = torch.cat([k, p], dim=-1)
-        mask = None
-        if log_weights is not None:
-            mask = log_weights.to(f.dtype).expand(s, s)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [N, H, S, d]
+        dtype = full_precision_dtype(q)
+        with full_precision(f.device):
+            q, k, v = split(q.to(dtype)), split(k.to(dtype)), split(v.to(dtype))  # [N, H, S, d]
+            if self.orientation_embedding:
+                p = points.to(dtype).expand(n, self.num_heads, s, 3)
+                q = torch.cat([q, p], dim=-1)
+                k = torch.cat([k, p], dim=-1)
+            mask = None
+            if log_weights is not None:
+                mask = log_weights.to(dtype).expand(s, s)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [N, H, S, d]
         return out.transpose(1, 2).reshape(n, s, self.channels)

@@ -16,15 +16,56 @@ column-normalised ``T^T f``): for an exact rule (Lebedev of degree >= 2L) the Gr
 lattice the Gram matrix is only close to the identity, and the correction makes
 ``inverse(forward(x)) == x`` exact (to float64 round-off) whenever the point set resolves
 degree L, so the steerable -> grid -> steerable round trip loses nothing.
+
+Mixed precision: under ``torch.autocast`` (fairchem's ``--amp``) these einsums would run in
+float16/bfloat16 (8 bits of mantissa for bfloat16: about 0.4 % error per product), which
+spoils the lossless round trip and the equivariance of the grid branch. Under autocast both
+transforms therefore run with autocast disabled, in float32 (``full_precision``), and return
+float32, as autocast does for the ops on its float32 list; outside autocast nothing changes.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from est_fairchem.sphere.points import SpherePoints
+
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+
+def _autocast_on(device: torch.device) -> bool:
+    return device.type in _AUTOCAST_DEVICES and torch.is_autocast_enabled(device.type)
+
+
+def full_precision_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of a full-precision region for ``x``: float32 if ``x`` is float16/bfloat16
+    and autocast is on for its device, else ``x.dtype`` (outside autocast nothing changes).
+
+    Call it before entering :func:`full_precision`, inside which autocast reads as off.
+    """
+    if x.dtype in (torch.float16, torch.bfloat16) and _autocast_on(x.device):
+        return torch.float32
+    return x.dtype
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """Disable ``torch.autocast`` for ``device`` inside the block (no-op where it cannot be on).
+
+    Cast the block's inputs to :func:`full_precision_dtype` (taken before the block), so
+    half-precision activations under autocast are computed in float32, as autocast does for
+    the ops on its float32 list.
+    """
+    if _autocast_on(device):
+        with torch.autocast(device_type=device.type, enabled=False):
+            yield
+    else:
+        yield
 
 
 def num_coefficients(lmax: int) -> int:
@@ -86,12 +127,16 @@ class SphericalTransform(nn.Module):
         self.uniform_weights = points.is_uniform
 
     def to_grid(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, K, C] steerable -> [N, S, C] grid."""
-        return torch.einsum("sk,nkc->nsc", self.to_grid_mat.to(x.dtype), x)
+        """[N, K, C] steerable -> [N, S, C] grid, in float32 under autocast."""
+        dtype = full_precision_dtype(x)
+        with full_precision(x.device):
+            return torch.einsum("sk,nkc->nsc", self.to_grid_mat.to(dtype), x.to(dtype))
 
     def from_grid(self, f: torch.Tensor) -> torch.Tensor:
-        """[N, S, C] grid -> [N, K, C] steerable."""
-        return torch.einsum("ks,nsc->nkc", self.from_grid_mat.to(f.dtype), f)
+        """[N, S, C] grid -> [N, K, C] steerable, in float32 under autocast."""
+        dtype = full_precision_dtype(f)
+        with full_precision(f.device):
+            return torch.einsum("ks,nsc->nkc", self.from_grid_mat.to(dtype), f.to(dtype))
 
     def log_weights(self, dtype: torch.dtype) -> torch.Tensor | None:
         """[S] log quadrature weights for the attention logits, or None for a uniform set."""

@@ -1,12 +1,14 @@
 """The README's demo: data -> train -> predict the four test splits -> submission file.
 
-Two tasks: ``s2ef`` (EST-EquiformerV2, energies and forces of rattled frames) and ``is2re``
-(EST-Equiformer, relaxed energy from the initial structure).
+Three tasks: ``s2ef`` (EST-EquiformerV2, energies and forces of rattled frames), ``is2re``
+(EST-Equiformer, relaxed energy from the initial structure) and ``qm9`` (the pure EST on made
+QM9-format molecules: data -> train -> test MAE from fairchem's evaluator -> test predictions).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -41,12 +43,33 @@ def _make_is2re(out: Path, seed: int) -> dict:
     return make_relaxation_demo(out, seed=seed, task="is2re")
 
 
+QM9_DEMO_MOLECULES = 200
+QM9_DEMO_TARGET = "u0_atomization"
+
+
+def _make_qm9(out: Path, seed: int) -> dict:
+    """``out/raw`` (release layout), ``out/lmdb/{train,val,test}`` and ``out/metadata.json``."""
+    from est_fairchem.data.demo_qm9 import make_qm9_demo
+    from est_fairchem.data.qm9_convert import prepare_qm9
+
+    make_qm9_demo(out / "raw", molecules=QM9_DEMO_MOLECULES, seed=seed, progress=False)
+    prepared = prepare_qm9(out / "raw", out / "lmdb",
+                           exclude=out / "raw" / "uncharacterized.txt",
+                           subtract_atomrefs=True, progress=False)
+    metadata = {"task": "qm9", "seed": seed, "train_systems": QM9_DEMO_MOLECULES,
+                "samples": prepared["samples"]}
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
 DEMO_TASKS = {
     "s2ef": DemoTask("s2ef", "EST-EquiformerV2 S2EF demo", "configs/oc20/s2ef/demo/est_eqv2_demo.yml",
                      "data/demo/s2ef", "forces_mae", 48, _make_s2ef),
     "is2re": DemoTask("is2re", "EST-Equiformer IS2RE demo",
                       "configs/oc20/is2re/demo/est_equiformer_demo.yml", "data/demo/is2re",
                       "energy_mae", 64, _make_is2re),
+    "qm9": DemoTask("qm9", "EST (Figure 3) QM9 demo", "configs/qm9/demo/est_demo.yml",
+                    "data/demo/qm9", f"{QM9_DEMO_TARGET}_mae", QM9_DEMO_MOLECULES, _make_qm9),
 }
 
 
@@ -69,6 +92,8 @@ def ensure_demo_data(out: Path, seed: int, task: DemoTask) -> str:
 def run_demo(config: Path, data: Path, run_dir: Path, seed: int = 0, task: str = "s2ef") -> dict:
     """Run the whole demo of ``task`` and return where everything went, with validation metrics."""
     demo = DEMO_TASKS[task]
+    if task == "qm9":
+        return run_qm9_demo(config, data, run_dir, seed)
     status = ensure_demo_data(data, seed, demo)
     print(f"[1/4] demo data {status}: {data}", flush=True)
     train_id = fairchem_runs.new_timestamp_id(f"est-demo-{task}")
@@ -102,9 +127,65 @@ def run_demo(config: Path, data: Path, run_dir: Path, seed: int = 0, task: str =
     }
 
 
+def _logged_mae(log_file: Path, metric: str) -> list[float]:
+    """Every value of ``metric`` in fairchem's evaluation lines (no step count) of a log."""
+    pattern = re.compile(rf"\b{re.escape(metric)}: ([-+0-9.eE]+)")
+    return [float(m.group(1)) for line in log_file.read_text().splitlines()
+            if "step:" not in line for m in [pattern.search(line)] if m]
+
+
+def run_qm9_demo(config: Path, data: Path, run_dir: Path, seed: int = 0) -> dict:
+    """QM9 demo: made data -> train -> ``--mode validate`` on the test split (test MAE) ->
+    ``--mode predict`` on it. MAEs in eV (U0 atomization energy)."""
+    demo = DEMO_TASKS["qm9"]
+    status = ensure_demo_data(data, seed, demo)
+    lmdb = data / "lmdb"
+    print(f"[1/4] demo data {status}: {data}", flush=True)
+    train_id = fairchem_runs.new_timestamp_id("est-demo-qm9")
+    print(f"[2/4] training {config} (log: {run_dir / 'logs' / (train_id + '.log')})", flush=True)
+    data_paths = [f"--dataset.train.src={lmdb / 'train'}", f"--dataset.val.src={lmdb / 'val'}"]
+    checkpoint_dir = fairchem_runs.train(config, run_dir, train_id, data_paths)
+    checkpoint = checkpoint_dir / "best_checkpoint.pt"
+    if not checkpoint.exists():
+        checkpoint = checkpoint_dir / "checkpoint.pt"
+    print("[3/4] test MAE: fairchem --mode validate on the test split", flush=True)
+    validate_log = run_dir / "logs" / f"{train_id}-validate-test.log"
+    fairchem_runs.run_fairchem(
+        ["--mode", "validate", "--config-yml", str(config), "--cpu", "--run-dir", str(run_dir),
+         "--timestamp-id", f"{train_id}-validate-test", "--checkpoint", str(checkpoint),
+         data_paths[0], f"--dataset.val.src={lmdb / 'test'}"],
+        validate_log,
+    )
+    (test_mae,) = _logged_mae(validate_log, demo.primary_metric)
+    print("[4/4] predicting the test split", flush=True)
+    predictions = fairchem_runs.predict(config, checkpoint, lmdb / "test", run_dir,
+                                        f"{train_id}-predict-test", data_paths, task="ocp")
+    val = _logged_mae(run_dir / "logs" / f"{train_id}.log", demo.primary_metric)
+    return {
+        "task": "qm9",
+        "data": str(data),
+        "checkpoint": str(checkpoint),
+        "train_log": str(run_dir / "logs" / f"{train_id}.log"),
+        "validate_log": str(validate_log),
+        "predictions": {"test": str(predictions)},
+        "val": {demo.primary_metric: min(val), "epochs": len(val)},
+        "test": {demo.primary_metric: test_mae},
+    }
+
+
 def print_summary(summary: dict) -> None:
     val = summary["val"]
     task = summary.get("task", "s2ef")
+    if task == "qm9":
+        metric = DEMO_TASKS["qm9"].primary_metric
+        print(f"\n== {DEMO_TASKS[task].title} ==")
+        print(f"data:        {summary['data']}")
+        print(f"train log:   {summary['train_log']}")
+        print(f"checkpoint:  {summary['checkpoint']}")
+        print(f"predictions: test           {summary['predictions']['test']}")
+        print(f"U0 atomization energy MAE (fairchem's evaluator): best validation "
+              f"{val[metric] * 1000:.1f} meV; test {summary['test'][metric] * 1000:.1f} meV")
+        return
     print(f"\n== {DEMO_TASKS[task].title} ==")
     print(f"data:        {summary['data']}")
     print(f"train log:   {summary['train_log']}")

@@ -107,3 +107,43 @@ def run_relaxations(
     if not results.exists():
         raise FileNotFoundError(f"run-relaxations wrote no {results.name} in {results.parent}")
     return results
+
+
+def logged_steps(log: str) -> list[int]:
+    """The training steps fairchem logged (``step: 1.20e+01`` every ``--print-every`` steps)."""
+    import re
+
+    return [int(round(float(s))) for s in re.findall(r"\bstep: ([0-9.eE+-]+)", log)]
+
+
+def run_fairchem_until_step(
+    args: list[str], log_file: Path, step: int, signum: int = 15,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Run ``fairchem ARGS`` and send it ``signum`` once it has logged training step ``step``.
+
+    The signal goes to the ``fairchem`` process itself (the rank 0 process of a one-process
+    run; the launcher of a ``--num-gpus N`` run, which forwards it to its ranks), as a
+    scheduler would. Output is teed to ``log_file``. Returns the exit status; raises if the
+    run ended before logging ``step`` (nothing was interrupted).
+    """
+    command = [fairchem_executable(), *args]
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sent = False
+    with open(log_file, "w") as log:
+        log.write("$ " + " ".join(command) + "\n")
+        log.flush()
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if not sent and any(s >= step for s in logged_steps(line)):
+                log.flush()
+                proc.send_signal(signum)
+                sent = True
+        code = proc.wait()
+    if not sent:
+        raise RuntimeError(f"fairchem ended (status {code}) before logging step {step}; "
+                           f"log: {log_file}")
+    return code

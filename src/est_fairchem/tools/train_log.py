@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_METRIC = re.compile(r"([a-z_]+): ([-+0-9.eE]+)")
+_METRIC = re.compile(r"([a-z0-9_]+): ([-+0-9.eE]+)")
 
 
 def validation_metrics(log_file: Path) -> list[dict[str, float]]:

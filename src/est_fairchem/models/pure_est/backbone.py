@@ -1,0 +1,243 @@
+"""The pure EST model (paper Figure 3, spec §8) as a fairchem hydra backbone.
+
+Configs name it by its dotted path ``est_fairchem.models.ESTBackbone``. Node features are
+uniform steerable tensors ``[N, (L+1)^2, C]`` (EquiformerV2's layout; QM9: L = 2, C = 128):
+
+    x  = Emb(Z_i) in the l=0 row + EdgeDegreeEmbedding           initial features
+    per layer:
+      x <- x + DropPath(Message(LN_1(x)))                        EST message block (cross-attn)
+      x <- x + DropPath(Update(LN_2(x)))                         EST update block (self-attn MoHE)
+    out = LN(x)[:, 0, :]                                         ``{"node_embedding": [N, C]}``
+
+LN is :class:`~est_fairchem.models.pure_est.layers.EquivariantRMSNorm`; the update block is
+:class:`~est_fairchem.nn.est_update.ESTUpdate` whose steerable experts are Equiformer
+feed-forward blocks on the uniform layout. The output holds the invariant (l=0) channels, so
+:class:`~est_fairchem.models.equiformer.heads.EquiformerScalarHead` serves as the head
+(``irreps_feature`` = ``C x 0e``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from e3nn import o3
+from fairchem.core.common.registry import registry
+from fairchem.core.models.base import BackboneInterface
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from est_fairchem.models.equiformer.blocks import GraphDropPath
+from est_fairchem.models.equiformer.graph import molecular_radius_graph, periodic_edges
+from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
+from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.pure_est.config import MessageConfig
+from est_fairchem.models.pure_est.embedding import EdgeDegreeEmbedding, edge_harmonics
+from est_fairchem.models.pure_est.layers import EquivariantRMSNorm, UniformFeedForward
+from est_fairchem.models.pure_est.message import ESTMessageBlock
+from est_fairchem.nn.est_update import ESTUpdate
+from est_fairchem.sphere.points import sphere_points
+from est_fairchem.sphere.transform import SphericalTransform
+
+QM9_AVG_DEGREE = 15.57930850982666  # Equiformer's QM9 statistic (5 A cutoff)
+
+
+class ESTLayer(nn.Module):
+    """One EST layer: pre-norm message block and pre-norm update block, each with a residual.
+
+    Args:
+        lmax: L; channels: C.
+        message: the message block; update: the update block (``ESTUpdate``).
+        drop_path_rate: stochastic depth probability (per system).
+    """
+
+    def __init__(self, lmax: int, channels: int, message: ESTMessageBlock, update: ESTUpdate,
+                 drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.norm_1 = EquivariantRMSNorm(lmax, channels)
+        self.message = message
+        self.norm_2 = EquivariantRMSNorm(lmax, channels)
+        self.update = update
+        self.drop_path = GraphDropPath(drop_path_rate) if drop_path_rate > 0 else None
+
+    def _drop(self, y: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        if self.drop_path is None:
+            return y
+        return self.drop_path(y.flatten(1), batch).view_as(y)
+
+    def forward(self, x: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
+                edge_radial: torch.Tensor, edge_sh: torch.Tensor,
+                batch: torch.Tensor) -> torch.Tensor:
+        """[N, K, C] -> [N, K, C]."""
+        m = self.message(self.norm_1(x), edge_src, edge_dst, edge_radial, edge_sh, batch)
+        x = x + self._drop(m.to(x.dtype), batch)
+        return x + self._drop(self.update(self.norm_2(x), batch).to(x.dtype), batch)
+
+
+@registry.register_model("est_pure_backbone")
+class ESTBackbone(nn.Module, BackboneInterface):
+    """The pure EST message-passing model (see the module docstring).
+
+    Args:
+        lmax: L of the node features; channels: C per degree.
+        num_layers: EST layers.
+        max_radius: cutoff (Angstrom); max_neighbors: neighbours kept per atom.
+        number_of_basis, basis_type: radial basis (``gaussian``, learnable, on d / cutoff with
+            element-pair stretching; or ``bessel`` with a smooth envelope).
+        fc_neurons: hidden widths of the radial MLPs.
+        irreps_mlp_mid: hidden irreps of every steerable expert (feed-forward block).
+        max_num_elements: element table size.
+        avg_degree: average incoming edges (message and edge-degree normalisation).
+        alpha_drop: dropout on the cross-attention weights; drop_path_rate: stochastic depth.
+        est: options of the spherical grid and the update block
+            (:class:`~est_fairchem.models.est_config.ESTConfig`; ``fourier_channels`` and
+            ``steerable_hidden_channels`` do not apply: the grid carries C channels and the
+            steerable experts take ``irreps_mlp_mid``).
+        message: options of the message block
+            (:class:`~est_fairchem.models.pure_est.config.MessageConfig`).
+        activation_checkpointing: recompute each layer in the backward pass instead of keeping
+            its activations (the per-edge grids, E x S x C each, dominate memory).
+        use_pbc, otf_graph, enforce_max_neighbors_strictly: graph options (molecules:
+            ``use_pbc: False``, radius graphs built here without torch_cluster).
+        regress_forces: must be False (invariant targets only).
+    """
+
+    def __init__(
+        self,
+        lmax: int = 2,
+        channels: int = 128,
+        num_layers: int = 6,
+        max_radius: float = 5.0,
+        max_neighbors: int = 500,
+        number_of_basis: int = 128,
+        basis_type: str = "gaussian",
+        fc_neurons: Sequence[int] = (64, 64),
+        irreps_mlp_mid: str = "384x0e+192x1e+96x2e",
+        max_num_elements: int = 90,
+        avg_degree: float = QM9_AVG_DEGREE,
+        alpha_drop: float = 0.0,
+        drop_path_rate: float = 0.0,
+        est: dict[str, Any] | None = None,
+        message: dict[str, Any] | None = None,
+        activation_checkpointing: bool = False,
+        use_pbc: bool = False,
+        otf_graph: bool = True,
+        enforce_max_neighbors_strictly: bool = True,
+        regress_forces: bool = False,
+    ) -> None:
+        super().__init__()
+        if regress_forces:
+            raise ValueError("regress_forces=True: the EST backbone predicts invariant "
+                             "targets only (QM9); use EquiformerV2 models for forces")
+        for key, value in (("lmax", lmax), ("channels", channels), ("num_layers", num_layers)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{key}={value!r}: expected a positive integer")
+        if basis_type not in ("gaussian", "bessel"):
+            raise ValueError(f"basis_type={basis_type!r}: expected 'gaussian' or 'bessel'")
+        if avg_degree <= 0:
+            raise ValueError(f"avg_degree={avg_degree}: expected a positive number")
+        try:
+            mid = o3.Irreps(irreps_mlp_mid)
+        except (ValueError, AssertionError) as err:
+            raise ValueError(f"irreps_mlp_mid={irreps_mlp_mid!r}: expected e3nn irreps such as "
+                             f"'384x0e+192x1e+96x2e' ({err})") from None
+        self.est_config = ESTConfig.from_mapping(est, lmax=lmax)
+        for key in ("fourier_channels", "steerable_hidden_channels"):
+            if getattr(self.est_config, key) is not None:
+                raise ESTConfigError(f"est.{key}={getattr(self.est_config, key)!r}: not used by "
+                                     "ESTBackbone (the grid carries `channels`; steerable "
+                                     "experts take `irreps_mlp_mid`); leave it null")
+        self.message_config = MessageConfig.from_mapping(message)
+        if channels % self.est_config.num_heads != 0:
+            raise ESTConfigError(f"est.num_heads={self.est_config.num_heads}: must divide "
+                                 f"channels={channels}")
+
+        self.lmax = lmax
+        self.channels = channels
+        self.cutoff = max_radius
+        self.max_neighbors = max_neighbors
+        self.use_pbc = use_pbc
+        self.otf_graph = otf_graph
+        self.enforce_max_neighbors_strictly = enforce_max_neighbors_strictly
+        self.activation_checkpointing = activation_checkpointing
+        self.irreps_feature = o3.Irreps(f"{channels}x0e")  # what the scalar head reads
+        fc_neurons = list(fc_neurons)
+        config = self.est_config
+
+        self.atom_embedding = nn.Embedding(max_num_elements, channels)
+        if basis_type == "gaussian":
+            self.radial_basis = GaussianRadialBasis(number_of_basis, max_radius, max_num_elements)
+        else:
+            self.radial_basis = BesselRadialBasis(number_of_basis, max_radius)
+        self.edge_degree_embedding = EdgeDegreeEmbedding(
+            lmax, channels, number_of_basis, fc_neurons, max_num_elements, avg_degree
+        )
+        points = sphere_points(config.sampling, config.num_points,
+                               config.repulsion_steps if config.sampling == "fibonacci" else 0)
+        self.transform = SphericalTransform(lmax, points)
+        self.layers = nn.ModuleList()
+        for _ in range(num_layers):
+            message_block = ESTMessageBlock(
+                lmax, channels, number_of_basis, fc_neurons, mid, self.transform,
+                self.message_config, config.num_heads, config.orientation_embedding,
+                config.random_grid_rotation, avg_degree, alpha_drop,
+            )
+            update = ESTUpdate(
+                lmax=lmax,
+                channels=channels,
+                steerable_experts=[UniformFeedForward(lmax, channels, mid)
+                                   for _ in range(config.num_steerable_experts)],
+                num_spherical_experts=config.num_spherical_experts,
+                spherical_hidden_channels=config.spherical_hidden_channels or 4 * channels,
+                num_points=config.num_points,
+                sampling=config.sampling,
+                repulsion_steps=config.repulsion_steps,
+                num_heads=config.num_heads,
+                orientation_embedding=config.orientation_embedding,
+                random_grid_rotation=config.random_grid_rotation,
+            )
+            self.layers.append(ESTLayer(lmax, channels, message_block, update, drop_path_rate))
+        self.norm = EquivariantRMSNorm(lmax, channels)
+        self.apply(_init_weights)
+
+    def edges(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edge_index`` [2, E] = [neighbour j, centre i] and ``r_ij = pos_j - pos_i`` [E, 3]
+        (plus the cell offset for periodic systems) in the positions' precision."""
+        if self.use_pbc:
+            return periodic_edges(data, self.cutoff, self.max_neighbors,
+                                  self.enforce_max_neighbors_strictly, self.otf_graph)
+        if self.otf_graph or getattr(data, "edge_index", None) is None:
+            edge_index = molecular_radius_graph(data.pos, data.batch, self.cutoff,
+                                                self.max_neighbors)
+        else:
+            edge_index = data.edge_index
+        return edge_index, data.pos[edge_index[0]] - data.pos[edge_index[1]]
+
+    def forward(self, data) -> dict[str, torch.Tensor]:
+        """fairchem batch -> ``{"node_embedding": [N, C]}`` (invariant channels)."""
+        edge_index, edge_vec = self.edges(data)
+        edge_src, edge_dst = edge_index[0], edge_index[1]
+        atomic_numbers = data.atomic_numbers.long()
+        edge_sh = edge_harmonics(self.lmax, edge_vec)
+        edge_radial = self.radial_basis(edge_vec.norm(dim=1), atomic_numbers, edge_src, edge_dst)
+        scalars = self.atom_embedding(atomic_numbers).to(edge_vec.dtype)
+        x = self.edge_degree_embedding(atomic_numbers, edge_src, edge_dst, edge_radial, edge_sh)
+        x = torch.cat([x[:, :1] + scalars[:, None], x[:, 1:]], dim=1)  # [N, K, C]
+        for layer in self.layers:
+            args = (x, edge_src, edge_dst, edge_radial, edge_sh, data.batch)
+            if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+                # The random grid rotations are redrawn identically in the recomputation
+                # (checkpoint restores the RNG state).
+                x = checkpoint(layer, *args, use_reentrant=False)
+            else:
+                x = layer(*args)
+        return {"node_embedding": self.norm(x)[:, 0, :]}
+
+
+def _init_weights(module: nn.Module) -> None:
+    """Zero biases of torch linear layers, unit LayerNorms (as the Equiformer backbone)."""
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
