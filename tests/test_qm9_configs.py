@@ -58,8 +58,32 @@ def test_per_target_config(family, target):
         assert (optim["lr_initial"], optim["batch_size"], optim["max_epochs"]) == (5e-4, 128, 300)
         assert optim["optimizer_params"]["weight_decay"] == 5e-3
     steps_per_epoch = -(-110_000 // optim["batch_size"])
-    assert optim["T_max"] == optim["max_epochs"] * steps_per_epoch
+    assert optim["total_steps"] == optim["max_epochs"] * steps_per_epoch
     assert optim["eval_every"] == steps_per_epoch
+    _check_warmup_then_cosine(optim, steps_per_epoch)
+
+
+def _check_warmup_then_cosine(optim: dict, steps_per_epoch: int) -> None:
+    """fairchem's LRScheduler built from the config: 5 warm-up epochs from 1e-6 to the peak
+    lr, then down to 1e-6 at the last step (Equiformer's QM9 schedule)."""
+    import torch
+    from fairchem.core.modules.scheduler import LRScheduler
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=optim["lr_initial"])
+    scheduler = LRScheduler(optimizer, optim)
+    warmup = 5 * steps_per_epoch
+    lrs = {0: scheduler.get_lr()}
+    for step in range(1, warmup + 1):
+        scheduler.step()
+    lrs[warmup] = scheduler.get_lr()
+    inner = scheduler.scheduler
+    inner.last_epoch = optim["total_steps"] - 2  # jump to the end of the cosine
+    scheduler.step()
+    lrs["end"] = scheduler.get_lr()
+    assert lrs[0] == pytest.approx(1e-6, rel=1e-3)
+    assert lrs[warmup] == pytest.approx(optim["lr_initial"], rel=1e-3)
+    assert lrs["end"] == pytest.approx(1e-6, rel=1e-2)
+    assert optimizer.param_groups[0]["betas"] == (0.9, 0.999)
 
 
 @pytest.mark.parametrize("family", sorted(MODELS))

@@ -89,6 +89,14 @@ def ensure_demo_data(out: Path, seed: int, task: DemoTask) -> str:
     return "made"
 
 
+def _train(config: Path, run_dir: Path, train_id: str, data_paths: list[str]) -> Path:
+    """Step 2 of a demo: train; return the best checkpoint (the last one if none is best)."""
+    print(f"[2/4] training {config} (log: {run_dir / 'logs' / (train_id + '.log')})", flush=True)
+    checkpoint_dir = fairchem_runs.train(config, run_dir, train_id, data_paths)
+    checkpoint = checkpoint_dir / "best_checkpoint.pt"
+    return checkpoint if checkpoint.exists() else checkpoint_dir / "checkpoint.pt"
+
+
 def run_demo(config: Path, data: Path, run_dir: Path, seed: int = 0, task: str = "s2ef") -> dict:
     """Run the whole demo of ``task`` and return where everything went, with validation metrics."""
     demo = DEMO_TASKS[task]
@@ -97,12 +105,8 @@ def run_demo(config: Path, data: Path, run_dir: Path, seed: int = 0, task: str =
     status = ensure_demo_data(data, seed, demo)
     print(f"[1/4] demo data {status}: {data}", flush=True)
     train_id = fairchem_runs.new_timestamp_id(f"est-demo-{task}")
-    print(f"[2/4] training {config} (log: {run_dir / 'logs' / (train_id + '.log')})", flush=True)
     data_paths = [f"--dataset.train.src={data / 'train'}", f"--dataset.val.src={data / 'val'}"]
-    checkpoint_dir = fairchem_runs.train(config, run_dir, train_id, data_paths)
-    checkpoint = checkpoint_dir / "best_checkpoint.pt"
-    if not checkpoint.exists():
-        checkpoint = checkpoint_dir / "checkpoint.pt"
+    checkpoint = _train(config, run_dir, train_id, data_paths)
     print("[3/4] predicting the four test splits", flush=True)
     predictions = {}
     for split in TEST_SPLITS:
@@ -142,12 +146,8 @@ def run_qm9_demo(config: Path, data: Path, run_dir: Path, seed: int = 0) -> dict
     lmdb = data / "lmdb"
     print(f"[1/4] demo data {status}: {data}", flush=True)
     train_id = fairchem_runs.new_timestamp_id("est-demo-qm9")
-    print(f"[2/4] training {config} (log: {run_dir / 'logs' / (train_id + '.log')})", flush=True)
     data_paths = [f"--dataset.train.src={lmdb / 'train'}", f"--dataset.val.src={lmdb / 'val'}"]
-    checkpoint_dir = fairchem_runs.train(config, run_dir, train_id, data_paths)
-    checkpoint = checkpoint_dir / "best_checkpoint.pt"
-    if not checkpoint.exists():
-        checkpoint = checkpoint_dir / "checkpoint.pt"
+    checkpoint = _train(config, run_dir, train_id, data_paths)
     print("[3/4] test MAE: fairchem --mode validate on the test split", flush=True)
     validate_log = run_dir / "logs" / f"{train_id}-validate-test.log"
     fairchem_runs.run_fairchem(

@@ -17,11 +17,11 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface
 from torch import nn
 
-from est_fairchem.models.equiformer.blocks import FeedForwardUpdate, TransBlock
+from est_fairchem.models.equiformer.blocks import FeedForwardUpdate, TransBlock, init_equiformer_weights
 from est_fairchem.models.equiformer.embedding import EdgeDegreeEmbedding, ScalarEmbedding
 from est_fairchem.models.equiformer.est_irreps_update import EquiformerESTUpdate
 from est_fairchem.models.equiformer.feed_forward import FeedForward
-from est_fairchem.models.equiformer.graph import molecular_radius_graph, periodic_edges
+from est_fairchem.models.equiformer.graph import graph_edges
 from est_fairchem.models.equiformer.graph_attention import GraphAttention
 from est_fairchem.models.equiformer.irreps_norm import EquivariantLayerNorm
 from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
@@ -132,24 +132,16 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
             update = self.build_update(self.irreps_node, self.irreps_mlp_mid, irreps_out)
             self.blocks.append(TransBlock(self.irreps_node, irreps_out, attention, update, drop_path_rate))
         self.norm = EquivariantLayerNorm(self.irreps_feature)
-        self.apply(_init_weights)
+        self.apply(init_equiformer_weights)
 
     def build_update(self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps) -> nn.Module:
         """The update block of one transformer block: Equiformer's feed-forward network."""
         return FeedForwardUpdate(FeedForward(irreps_in, irreps_mid, irreps_out))
 
     def edges(self, data) -> tuple[torch.Tensor, torch.Tensor]:
-        """``edge_index`` [2, E] = [source j, target i] and ``r_ij = pos_j - pos_i (+ cell
-        offset)`` [E, 3] in the positions' precision: fairchem's neighbour search for periodic
-        systems, a dense radius graph for molecules."""
-        if self.use_pbc:
-            return periodic_edges(data, self.cutoff, self.max_neighbors,
-                                  self.enforce_max_neighbors_strictly, self.otf_graph)
-        if self.otf_graph or getattr(data, "edge_index", None) is None:
-            edge_index = molecular_radius_graph(data.pos, data.batch, self.cutoff, self.max_neighbors)
-        else:
-            edge_index = data.edge_index
-        return edge_index, data.pos[edge_index[0]] - data.pos[edge_index[1]]
+        """``edge_index`` [2, E] and edge vectors [E, 3]: see :func:`graph_edges`."""
+        return graph_edges(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
+                           self.enforce_max_neighbors_strictly)
 
     def forward(self, data) -> dict[str, torch.Tensor]:
         """fairchem batch -> ``{"node_embedding": [N, irreps_feature.dim]}``."""
@@ -187,12 +179,3 @@ class EquiformerESTBackbone(EquiformerBackbone):
 
     def build_update(self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps) -> nn.Module:
         return EquiformerESTUpdate(irreps_in, irreps_mid, irreps_out, self.est_config)
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Equiformer's initialisation of torch layers: zero biases, unit LayerNorms."""
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)

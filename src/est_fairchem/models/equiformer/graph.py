@@ -58,3 +58,20 @@ def periodic_edges(
     edge_vec = pos[edge_index[0]] - pos[edge_index[1]] + offsets
     keep = edge_vec.norm(dim=1) > 0
     return edge_index[:, keep], edge_vec[keep]
+
+
+def graph_edges(
+    data, cutoff: float, max_neighbors: int, use_pbc: bool, otf_graph: bool,
+    enforce_max_neighbors_strictly: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``edge_index`` [2, E] = [neighbour j, centre i] and ``r_ij = pos_j - pos_i`` [E, 3]
+    (plus the cell offset for periodic systems) in the positions' precision: fairchem's
+    neighbour search for periodic systems (:func:`periodic_edges`), a dense radius graph for
+    molecules (:func:`molecular_radius_graph`) unless the batch brings its own edges."""
+    if use_pbc:
+        return periodic_edges(data, cutoff, max_neighbors, enforce_max_neighbors_strictly, otf_graph)
+    if otf_graph or getattr(data, "edge_index", None) is None:
+        edge_index = molecular_radius_graph(data.pos, data.batch, cutoff, max_neighbors)
+    else:
+        edge_index = data.edge_index
+    return edge_index, data.pos[edge_index[0]] - data.pos[edge_index[1]]

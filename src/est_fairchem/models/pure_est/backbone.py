@@ -27,8 +27,8 @@ from fairchem.core.models.base import BackboneInterface
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from est_fairchem.models.equiformer.blocks import GraphDropPath
-from est_fairchem.models.equiformer.graph import molecular_radius_graph, periodic_edges
+from est_fairchem.models.equiformer.blocks import GraphDropPath, init_equiformer_weights
+from est_fairchem.models.equiformer.graph import graph_edges
 from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError
 from est_fairchem.models.pure_est.config import MessageConfig
@@ -198,20 +198,12 @@ class ESTBackbone(nn.Module, BackboneInterface):
             )
             self.layers.append(ESTLayer(lmax, channels, message_block, update, drop_path_rate))
         self.norm = EquivariantRMSNorm(lmax, channels)
-        self.apply(_init_weights)
+        self.apply(init_equiformer_weights)
 
     def edges(self, data) -> tuple[torch.Tensor, torch.Tensor]:
-        """``edge_index`` [2, E] = [neighbour j, centre i] and ``r_ij = pos_j - pos_i`` [E, 3]
-        (plus the cell offset for periodic systems) in the positions' precision."""
-        if self.use_pbc:
-            return periodic_edges(data, self.cutoff, self.max_neighbors,
-                                  self.enforce_max_neighbors_strictly, self.otf_graph)
-        if self.otf_graph or getattr(data, "edge_index", None) is None:
-            edge_index = molecular_radius_graph(data.pos, data.batch, self.cutoff,
-                                                self.max_neighbors)
-        else:
-            edge_index = data.edge_index
-        return edge_index, data.pos[edge_index[0]] - data.pos[edge_index[1]]
+        """``edge_index`` [2, E] and edge vectors [E, 3]: see :func:`graph_edges`."""
+        return graph_edges(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
+                           self.enforce_max_neighbors_strictly)
 
     def forward(self, data) -> dict[str, torch.Tensor]:
         """fairchem batch -> ``{"node_embedding": [N, C]}`` (invariant channels)."""
@@ -232,12 +224,3 @@ class ESTBackbone(nn.Module, BackboneInterface):
             else:
                 x = layer(*args)
         return {"node_embedding": self.norm(x)[:, 0, :]}
-
-
-def _init_weights(module: nn.Module) -> None:
-    """Zero biases of torch linear layers, unit LayerNorms (as the Equiformer backbone)."""
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
