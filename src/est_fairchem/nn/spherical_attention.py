@@ -9,6 +9,36 @@ from torch.nn import functional as F
 from est_fairchem.sphere.transform import full_precision, full_precision_dtype
 
 
+def attend_on_sphere(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, points: torch.Tensor,
+    log_weights: torch.Tensor | None, num_heads: int, orientation_embedding: bool,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Multi-head attention of each query point over the key points of the same grid.
+
+    Args:
+        q, k, v: [N, S, C] projected queries, keys and values (C divisible by ``num_heads``).
+        points: [S, 3] unit vectors of the grid, appended to queries and keys per head when
+            ``orientation_embedding`` (Eq. 13).
+        log_weights: [S] log quadrature weights added to the logits, or None.
+        dropout_p: dropout of the attention weights.
+    Returns:
+        [N, S, C], computed in float32 (at least) even under autocast.
+    """
+    n, s, channels = q.shape
+    split = lambda t: t.view(n, s, num_heads, channels // num_heads).transpose(1, 2)  # noqa: E731
+    dtype = full_precision_dtype(q)
+    with full_precision(q.device):
+        q, k, v = split(q.to(dtype)), split(k.to(dtype)), split(v.to(dtype))  # [N, H, S, d]
+        if orientation_embedding:
+            p = points.to(dtype).expand(n, num_heads, s, 3)
+            q = torch.cat([q, p], dim=-1)
+            k = torch.cat([k, p], dim=-1)
+        mask = None if log_weights is None else log_weights.to(dtype).expand(s, s)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    return out.transpose(1, 2).reshape(n, s, channels)
+
+
 class SphericalAttention(nn.Module):
     """Pre-LayerNorm attention across sphere points with the relative orientation embedding.
 
@@ -49,18 +79,6 @@ class SphericalAttention(nn.Module):
         Returns:
             [N, S, C].
         """
-        n, s, _ = f.shape
         q, k, v = self.qkv(self.norm(f)).chunk(3, dim=-1)
-        split = lambda t: t.view(n, s, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731
-        dtype = full_precision_dtype(q)
-        with full_precision(f.device):
-            q, k, v = split(q.to(dtype)), split(k.to(dtype)), split(v.to(dtype))  # [N, H, S, d]
-            if self.orientation_embedding:
-                p = points.to(dtype).expand(n, self.num_heads, s, 3)
-                q = torch.cat([q, p], dim=-1)
-                k = torch.cat([k, p], dim=-1)
-            mask = None
-            if log_weights is not None:
-                mask = log_weights.to(dtype).expand(s, s)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [N, H, S, d]
-        return out.transpose(1, 2).reshape(n, s, self.channels)
+        return attend_on_sphere(q, k, v, points, log_weights, self.num_heads,
+                                self.orientation_embedding)

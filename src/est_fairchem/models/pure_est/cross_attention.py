@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
-from est_fairchem.sphere.transform import full_precision, full_precision_dtype
+from est_fairchem.nn.spherical_attention import attend_on_sphere
 
 
 class SphericalCrossAttention(nn.Module):
@@ -56,19 +55,8 @@ class SphericalCrossAttention(nn.Module):
         Returns:
             [E, S, C].
         """
-        e, s, _ = f_q.shape
         q = self.q(self.norm_q(f_q))
         k, v = self.kv(self.norm_kv(f_kv)).chunk(2, dim=-1)
-        split = lambda t: t.view(e, s, self.num_heads, self.head_dim).transpose(1, 2)  # noqa: E731
-        dtype = full_precision_dtype(q)
-        with full_precision(f_q.device):
-            q, k, v = split(q.to(dtype)), split(k.to(dtype)), split(v.to(dtype))  # [E, H, S, d]
-            if self.orientation_embedding:
-                p = points.to(dtype).expand(e, self.num_heads, s, 3)
-                q = torch.cat([q, p], dim=-1)
-                k = torch.cat([k, p], dim=-1)
-            mask = None if log_weights is None else log_weights.to(dtype).expand(s, s)
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-            )  # [E, H, S, d]
-        return out.transpose(1, 2).reshape(e, s, self.channels)
+        return attend_on_sphere(q, k, v, points, log_weights, self.num_heads,
+                                self.orientation_embedding,
+                                dropout_p=self.dropout if self.training else 0.0)
