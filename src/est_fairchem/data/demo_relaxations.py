@@ -12,14 +12,14 @@ Splits as for S2EF (``train``, ``val``, four test splits). Deterministic for a g
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from est_fairchem.data.demo_s2ef import S2EF_SPLITS, TEST_SPLITS, make_slab_with_adsorbate
-from est_fairchem.data.lmdb_writer import atomic_output_dir, write_lmdb
+from est_fairchem.data.demo_s2ef import (
+    S2EF_SPLITS, TEST_SPLITS, make_slab_with_adsorbate, write_demo_splits,
+)
 
 RELAXATION_SPLITS = S2EF_SPLITS
 __all__ = ["RELAXATION_SPLITS", "TEST_SPLITS", "RelaxationSizes", "make_relaxation_demo"]
@@ -98,33 +98,21 @@ def make_relaxation_demo(
     Returns the metadata (split -> sample count, seed, sizes, relaxation settings).
     """
     from fairchem.core.preprocessing import AtomsToGraphs
-    from tqdm import tqdm
 
     a2g = AtomsToGraphs(r_energy=False, r_forces=False, r_fixed=True, r_edges=False, r_pbc=True)
     rng = np.random.default_rng(seed)
-    total = sum(sizes.systems(split) for split in RELAXATION_SPLITS)
-    counts: dict[str, int] = {}
-    sid = 0
-    with atomic_output_dir(Path(out), overwrite=overwrite) as tmp, tqdm(
-        total=total, desc="EMT relaxations", unit="system", disable=not progress
-    ) as bar:
-        for split, (metals, adsorbates) in RELAXATION_SPLITS.items():
-            samples = []
-            for _ in range(sizes.systems(split)):
-                initial = _initial_structure(metals, adsorbates, rng)
-                samples.append(relaxation_sample(initial, sid, sizes.fmax, sizes.max_steps, a2g))
-                sid += 1
-                bar.update(1)
-            (tmp / split).mkdir()
-            counts[split] = write_lmdb(tmp / split / "data.lmdb", samples)
-        metadata = {
-            "task": task,
-            "seed": seed,
-            "train_systems": sizes.train_systems,
-            "samples": counts,
-            "relaxation": {"calculator": "ase EMT", "optimizer": "ase BFGS",
-                           "fmax_eV_per_A": sizes.fmax, "max_steps": sizes.max_steps},
-            "labels": "y_init, y_relaxed: EMT total energies (eV); pos_relaxed (A)",
-        }
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    return metadata
+
+    def system_record(metals, adsorbates, sid: int) -> list:
+        initial = _initial_structure(metals, adsorbates, rng)
+        return [relaxation_sample(initial, sid, sizes.fmax, sizes.max_steps, a2g)]
+
+    metadata = {
+        "task": task,
+        "seed": seed,
+        "train_systems": sizes.train_systems,
+        "relaxation": {"calculator": "ase EMT", "optimizer": "ase BFGS",
+                       "fmax_eV_per_A": sizes.fmax, "max_steps": sizes.max_steps},
+        "labels": "y_init, y_relaxed: EMT total energies (eV); pos_relaxed (A)",
+    }
+    return write_demo_splits(out, sizes.systems, system_record, metadata, "EMT relaxations",
+                             overwrite, progress)

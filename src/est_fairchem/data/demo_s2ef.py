@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -100,6 +101,40 @@ def _frames(atoms, sid: int, frames: int, rng: np.random.Generator, a2g) -> list
     return samples
 
 
+def write_demo_splits(
+    out: Path, systems: Callable[[str], int], make_samples: Callable[[tuple, tuple, int], list],
+    metadata: dict, desc: str, overwrite: bool = False, progress: bool = True,
+) -> dict:
+    """Write ``out/<split>/data.lmdb`` for every OC20-style split and ``out/metadata.json``,
+    atomically.
+
+    Args:
+        systems: number of systems of a split.
+        make_samples: ``(metals, adsorbates, sid) -> samples`` of one system of a split with
+            these element sets (the system id ``sid`` counts across splits).
+        metadata: written with ``samples`` (split -> sample count) added; returned.
+    """
+    from tqdm import tqdm
+
+    counts: dict[str, int] = {}
+    sid = 0
+    total = sum(systems(split) for split in S2EF_SPLITS)
+    with atomic_output_dir(Path(out), overwrite=overwrite) as tmp, tqdm(
+        total=total, desc=desc, unit="system", disable=not progress
+    ) as bar:
+        for split, (metals, adsorbates) in S2EF_SPLITS.items():
+            samples = []
+            for _ in range(systems(split)):
+                samples += make_samples(metals, adsorbates, sid)
+                sid += 1
+                bar.update(1)
+            (tmp / split).mkdir()
+            counts[split] = write_lmdb(tmp / split / "data.lmdb", samples)
+        metadata = {**metadata, "samples": counts}
+        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
 def make_s2ef_demo(
     out: Path, seed: int = 0, sizes: DemoSizes = DemoSizes(), overwrite: bool = False,
     progress: bool = True,
@@ -109,36 +144,24 @@ def make_s2ef_demo(
     Returns the metadata (split -> sample count, seed, sizes, element sets).
     """
     from fairchem.core.preprocessing import AtomsToGraphs
-    from tqdm import tqdm
 
     a2g = AtomsToGraphs(r_energy=True, r_forces=True, r_fixed=True, r_edges=False, r_pbc=True)
     rng = np.random.default_rng(seed)
-    total = sum(sizes.systems(split) for split in S2EF_SPLITS)
-    counts: dict[str, int] = {}
-    sid = 0
-    with atomic_output_dir(Path(out), overwrite=overwrite) as tmp, tqdm(
-        total=total, desc="EMT slabs", unit="system", disable=not progress
-    ) as bar:
-        for split, (metals, adsorbates) in S2EF_SPLITS.items():
-            samples = []
-            for _ in range(sizes.systems(split)):
-                metal = metals[rng.integers(len(metals))]
-                adsorbate = adsorbates[rng.integers(len(adsorbates))]
-                atoms = make_slab_with_adsorbate(metal, adsorbate, rng)
-                samples += _frames(atoms, sid, sizes.frames_per_system, rng, a2g)
-                sid += 1
-                bar.update(1)
-            (tmp / split).mkdir()
-            counts[split] = write_lmdb(tmp / split / "data.lmdb", samples)
-        metadata = {
-            "task": "s2ef",
-            "seed": seed,
-            "train_systems": sizes.train_systems,
-            "frames_per_system": sizes.frames_per_system,
-            "samples": counts,
-            "metals": {"id": list(TRAIN_METALS), "ood": list(OOD_METALS)},
-            "adsorbates": {"id": list(TRAIN_ADSORBATES), "ood": list(OOD_ADSORBATES)},
-            "labels": "ASE EMT total energy (eV) and forces (eV/A)",
-        }
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    return metadata
+
+    def system_frames(metals, adsorbates, sid: int) -> list:
+        metal = metals[rng.integers(len(metals))]
+        adsorbate = adsorbates[rng.integers(len(adsorbates))]
+        atoms = make_slab_with_adsorbate(metal, adsorbate, rng)
+        return _frames(atoms, sid, sizes.frames_per_system, rng, a2g)
+
+    metadata = {
+        "task": "s2ef",
+        "seed": seed,
+        "train_systems": sizes.train_systems,
+        "frames_per_system": sizes.frames_per_system,
+        "metals": {"id": list(TRAIN_METALS), "ood": list(OOD_METALS)},
+        "adsorbates": {"id": list(TRAIN_ADSORBATES), "ood": list(OOD_ADSORBATES)},
+        "labels": "ASE EMT total energy (eV) and forces (eV/A)",
+    }
+    return write_demo_splits(out, sizes.systems, system_frames, metadata, "EMT slabs",
+                             overwrite, progress)

@@ -17,6 +17,20 @@ class ESTConfigError(ValueError):
     """An invalid ``est:`` option in a model config."""
 
 
+def check_known_options(
+    options: Mapping[str, Any], config_class: type, section: str, label: str | None = None
+) -> None:
+    """Raise ``ESTConfigError`` naming the keys of ``options`` that are not fields of the
+    dataclass ``config_class`` (the ``section:`` block of a config), with the valid ones."""
+    valid = [f.name for f in fields(config_class)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ESTConfigError(
+            f"unknown {label or section} option(s) {unknown} in '{section}:'; "
+            f"valid options: {valid}"
+        )
+
+
 @dataclass(frozen=True)
 class ESTConfig:
     """Options of the EST update block (spec §3-§6, §11.1).
@@ -55,12 +69,7 @@ class ESTConfig:
     def from_mapping(cls, options: Mapping[str, Any] | None, lmax: int) -> "ESTConfig":
         """Validate ``options`` (the ``est:`` block) for degree ``lmax`` and build the config."""
         options = dict(options or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ESTConfigError(
-                f"unknown EST option(s) {unknown} in 'est:'; valid options: {valid}"
-            )
+        check_known_options(options, cls, "est", label="EST")
         config = cls(**options)
         config.validate(lmax)
         return config

@@ -17,10 +17,10 @@ import torch
 from torch import nn
 
 from est_fairchem.nn.experts import ExpertGate, SphericalExperts
-from est_fairchem.nn.grid_rotation import random_wigner_d
+from est_fairchem.nn.grid_rotation import random_system_rotations, rotate_rows
 from est_fairchem.nn.spherical_attention import SphericalAttention
 from est_fairchem.sphere.points import sphere_points
-from est_fairchem.sphere.transform import SphericalTransform
+from est_fairchem.sphere.transform import SphericalTransform, full_precision_dtype
 
 
 class ESTUpdate(nn.Module):
@@ -114,24 +114,19 @@ class ESTUpdate(nn.Module):
         """
         # Under autocast the rotations, transforms and attention run in float32 with autocast
         # off (see sphere/transform.py); only the linear layers run in half precision.
-        from est_fairchem.sphere.transform import full_precision, full_precision_dtype
-
         rotation = None
         if self.training and self.random_grid_rotation:
-            num_systems = 1 if batch is None else int(batch.max()) + 1
-            dtype = full_precision_dtype(x)
-            wigner = random_wigner_d(self.lmax, num_systems, dtype, x.device)
-            rotation = wigner[batch] if batch is not None else wigner.expand(x.shape[0], -1, -1)
+            rotation = random_system_rotations(
+                self.lmax, batch, x.shape[0], full_precision_dtype(x), x.device
+            )
             # Sampling the rotated function on a fixed grid = sampling x on the rotated grid.
-            with full_precision(x.device):
-                x = torch.einsum("nkj,njc->nkc", rotation, x.to(dtype))
+            x = rotate_rows(rotation, x)
         grid = self.transform.to_grid(x)
         grid = self.attention(grid, self.transform.points, self.transform.log_weights(grid.dtype))
         grid = self.spherical_experts(grid, gates)
         y = self.transform.from_grid(grid)
         if rotation is not None:
-            with full_precision(y.device):  # D^T y: back to the input frame
-                y = torch.einsum("njk,njc->nkc", rotation.to(y.dtype), y)
+            y = rotate_rows(rotation, y, inverse=True)  # D^T y: back to the input frame
         if not self.invariant_scalars:
             return y
         scalars = self.scalar_branch(x[:, 0, :])  # invariant: unaffected by the rotation

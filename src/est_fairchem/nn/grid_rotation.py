@@ -25,3 +25,27 @@ def random_wigner_d(
 
     rotations = o3.rand_matrix(num, dtype=torch.float64).to(device)
     return block_wigner_d(lmax, rotations).to(dtype)
+
+
+def random_system_rotations(
+    lmax: int, systems: torch.Tensor | None, num_rows: int, dtype: torch.dtype,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """One Haar-random Wigner-D per system, gathered per row: [num_rows, (L+1)^2, (L+1)^2].
+
+    ``systems`` [num_rows] is the system of each row (node or edge); None: one rotation for all.
+    """
+    num = 1 if systems is None or systems.numel() == 0 else int(systems.max()) + 1
+    wigner = random_wigner_d(lmax, num, dtype, device)
+    return wigner[systems] if systems is not None else wigner.expand(num_rows, -1, -1)
+
+
+def rotate_rows(rotation: torch.Tensor, x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """``D x`` (or ``D^T x`` with ``inverse``) per row of [R, (L+1)^2, C], in full precision
+    (float32 at least, autocast off); ``rotation`` [R, (L+1)^2, (L+1)^2]."""
+    from est_fairchem.sphere.transform import full_precision, full_precision_dtype
+
+    dtype = full_precision_dtype(x)
+    with full_precision(x.device):
+        pattern = "rjk,rjc->rkc" if inverse else "rkj,rjc->rkc"
+        return torch.einsum(pattern, rotation.to(dtype), x.to(dtype))

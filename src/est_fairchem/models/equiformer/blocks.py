@@ -4,28 +4,11 @@ from __future__ import annotations
 
 import torch
 from e3nn import o3
+from fairchem.core.models.equiformer_v2.drop import GraphDropPath
 from torch import nn
 
 from est_fairchem.models.equiformer.graph_attention import GraphAttention
 from est_fairchem.models.equiformer.irreps_norm import EquivariantLayerNorm
-
-
-class GraphDropPath(nn.Module):
-    """Stochastic depth per system: in training, drop a residual branch for a whole system
-    with probability p and scale the kept ones by 1 / (1 - p)."""
-
-    def __init__(self, drop_prob: float) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """x: [N, D]; batch: [N] system index."""
-        if not self.training or self.drop_prob == 0:
-            return x
-        keep = 1 - self.drop_prob
-        num_systems = int(batch.max()) + 1
-        mask = torch.rand(num_systems, 1, dtype=x.dtype, device=x.device).add_(keep).floor_()
-        return x * mask[batch] / keep
 
 
 class TransBlock(nn.Module):

@@ -6,31 +6,18 @@ import math
 
 import torch
 from e3nn import o3
+from fairchem.core.models.equiformer_v2.activation import SmoothLeakyReLU
 from torch import nn
+from torch_geometric.utils import softmax as segment_softmax
 
 from est_fairchem.models.equiformer.radial import RadialMLP
 from est_fairchem.models.equiformer.tensor_products import DepthwiseTensorProduct, gated_activation
-
-
-def smooth_leaky_relu(x: torch.Tensor, negative_slope: float = 0.2) -> torch.Tensor:
-    """``(1+a)/2 x + (1-a)/2 x (2 sigmoid(x) - 1)``: leaky ReLU with a smooth kink."""
-    a = negative_slope
-    return 0.5 * (1 + a) * x + 0.5 * (1 - a) * x * (2 * torch.sigmoid(x) - 1)
 
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, num: int) -> torch.Tensor:
     """Sum rows of ``src`` [E, ...] into ``num`` rows by ``index`` [E]."""
     out = src.new_zeros((num, *src.shape[1:]))
     return out.index_add_(0, index, src)
-
-
-def segment_softmax(logits: torch.Tensor, index: torch.Tensor, num: int) -> torch.Tensor:
-    """Softmax of ``logits`` [E, H] over the edges that share a target ``index`` [E]."""
-    expanded = index[:, None].expand_as(logits)
-    maximum = logits.new_full((num, logits.shape[1]), float("-inf"))
-    maximum = maximum.scatter_reduce(0, expanded, logits, reduce="amax", include_self=True)
-    exp = torch.exp(logits - maximum[index])
-    return exp / (scatter_sum(exp, index, num)[index] + 1e-16)
 
 
 def heads_irreps(irreps_head: o3.Irreps, num_heads: int) -> o3.Irreps:
@@ -110,6 +97,7 @@ class GraphAttention(nn.Module):
         self.alpha_dot = nn.Parameter(
             torch.randn(num_heads, self.alpha_channels) / math.sqrt(self.alpha_channels)
         )
+        self.alpha_act = SmoothLeakyReLU(0.2)
         self.alpha_dropout = nn.Dropout(alpha_drop) if alpha_drop > 0 else None
         self.register_buffer("head_index", head_of_component(irreps_head, num_heads), persistent=False)
         self.proj = o3.Linear(irreps_value, irreps_out, biases=True)
@@ -130,8 +118,8 @@ class GraphAttention(nn.Module):
         message = self.merge_src(x)[edge_src] + self.merge_dst(x)[edge_dst]
         h = self.dtp(message, edge_sh, self.radial(edge_radial))
         logits = self.alpha_linear(h).view(-1, self.num_heads, self.alpha_channels)
-        logits = (smooth_leaky_relu(logits) * self.alpha_dot).sum(dim=-1)  # [E, H]
-        alpha = segment_softmax(logits, edge_dst, num_nodes)
+        logits = (self.alpha_act(logits) * self.alpha_dot).sum(dim=-1)  # [E, H]
+        alpha = segment_softmax(logits, edge_dst, num_nodes=num_nodes)  # over edges into i
         if self.alpha_dropout is not None:
             alpha = self.alpha_dropout(alpha)
         if self.nonlinear_message:

@@ -24,10 +24,11 @@ import torch
 from e3nn import o3
 from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface
+from fairchem.core.models.equiformer_v2.drop import GraphDropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from est_fairchem.models.equiformer.blocks import GraphDropPath, init_equiformer_weights
+from est_fairchem.models.equiformer.blocks import init_equiformer_weights
 from est_fairchem.models.equiformer.graph import graph_edges
 from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from est_fairchem.models.est_config import ESTConfigError
+from est_fairchem.models.est_config import ESTConfigError, check_known_options
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,7 @@ class MessageConfig:
     def from_mapping(cls, options: Mapping[str, Any] | None) -> "MessageConfig":
         """Validate ``options`` (the ``message:`` block) and build the config."""
         options = dict(options or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ESTConfigError(
-                f"unknown message option(s) {unknown} in 'message:'; valid options: {valid}"
-            )
+        check_known_options(options, cls, "message")
         config = cls(**options)
         config.validate()
         return config

@@ -39,12 +39,8 @@ from est_fairchem.models.pure_est.cross_attention import SphericalCrossAttention
 from est_fairchem.models.pure_est.embedding import RadialHarmonics
 from est_fairchem.models.pure_est.layers import DegreeLinear, UniformFeedForward
 from est_fairchem.nn.experts import ExpertGate, SphericalExperts
-from est_fairchem.nn.grid_rotation import random_wigner_d
-from est_fairchem.sphere.transform import (
-    SphericalTransform,
-    full_precision,
-    full_precision_dtype,
-)
+from est_fairchem.nn.grid_rotation import random_system_rotations, rotate_rows
+from est_fairchem.sphere.transform import SphericalTransform, full_precision_dtype
 
 
 class ESTMessageBlock(nn.Module):
@@ -123,18 +119,15 @@ class ESTMessageBlock(nn.Module):
         """
         rotation = None
         if self.training and self.random_grid_rotation:
-            dtype = full_precision_dtype(a)
-            num_systems = int(edge_system.max()) + 1 if edge_system.numel() else 1
-            rotation = random_wigner_d(self.lmax, num_systems, dtype, a.device)[edge_system]
-            with full_precision(a.device):  # sampling D x on the grid = x on the rotated grid
-                a = torch.einsum("ekj,ejc->ekc", rotation, a.to(dtype))
-                b = torch.einsum("ekj,ejc->ekc", rotation, b.to(dtype))
+            rotation = random_system_rotations(
+                self.lmax, edge_system, a.shape[0], full_precision_dtype(a), a.device
+            )
+            a, b = rotate_rows(rotation, a), rotate_rows(rotation, b)  # x on the rotated grid
         f_q, f_kv = self.transform.to_grid(a), self.transform.to_grid(b)
         h = self.attention(f_q, f_kv, self.transform.points, self.transform.log_weights(f_q.dtype))
         if self.query_residual:
             h = h + f_q
         y = self.transform.from_grid(self.spherical_experts(h, gates))
         if rotation is not None:
-            with full_precision(y.device):  # D^T y: back to the input frame
-                y = torch.einsum("ejk,ejc->ekc", rotation.to(y.dtype), y)
+            y = rotate_rows(rotation, y, inverse=True)  # D^T y: back to the input frame
         return y
