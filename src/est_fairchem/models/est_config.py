@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 from est_fairchem.sphere.points import SAMPLINGS
+
+GRID_FRAMES = ("global", "local")
 from est_fairchem.sphere.transform import min_sphere_points
 
 
@@ -51,6 +53,10 @@ class ESTConfig:
         orientation_embedding: append point directions to queries and keys (Eq. 13).
         random_grid_rotation: in training, rotate the grid by a random rotation per system
             (spec §3.4); never in eval.
+        grid_frame: ``global``, one fixed grid (the paper; approximately equivariant, error
+            falling slowly with num_points); ``local``, the grid turns with a frame built
+            from each node's degree-1 features, which makes the branch exactly equivariant at
+            any num_points (``est_fairchem.nn.local_frame``).
     """
 
     num_points: int = 90
@@ -64,6 +70,7 @@ class ESTConfig:
     num_heads: int = 1
     orientation_embedding: bool = True
     random_grid_rotation: bool = True
+    grid_frame: str = "global"
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None, lmax: int) -> "ESTConfig":
@@ -93,6 +100,8 @@ class ESTConfig:
         for key in ("orientation_embedding", "random_grid_rotation"):
             if not isinstance(getattr(self, key), bool):
                 fail(key, "true or false")
+        if self.grid_frame not in GRID_FRAMES:
+            fail("grid_frame", f"one of {list(GRID_FRAMES)}")
         if self.sampling not in SAMPLINGS:
             fail("sampling", f"one of {list(SAMPLINGS)}")
         bound = min_sphere_points(lmax, self.sampling)
@@ -116,6 +125,7 @@ class ESTConfig:
             "num_heads": self.num_heads,
             "orientation_embedding": self.orientation_embedding,
             "random_grid_rotation": self.random_grid_rotation,
+            "grid_frame": self.grid_frame,
         }
 
     def to_dict(self) -> dict[str, Any]:

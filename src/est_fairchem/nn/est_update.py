@@ -7,6 +7,7 @@ by the backbone (EquiformerV2's feed-forward block, Equiformer's, ...), each a m
     g    = gate(x^(0))                                          [N, n_st + n_sp]
     y_st = sum_i g_i e_i(x)                                     steerable experts
     h    = SA(F(x));  y_sp = F^-1(sum_j g_(n_st+j) s_j(h))      spherical branch
+                 (with grid_frame='local': F, F^-1 in a per-node frame, nn/local_frame.py)
     y_sp^(0) <- SiLU(W0 LN(x^(0)) + b0)                          invariant branch (not gated)
     out  = y_st + y_sp
 """
@@ -17,10 +18,19 @@ import torch
 from torch import nn
 
 from est_fairchem.nn.experts import ExpertGate, SphericalExperts
-from est_fairchem.nn.grid_rotation import random_system_rotations, rotate_rows
+from est_fairchem.nn.grid_rotation import (
+    random_system_matrices,
+    random_system_rotations,
+    rotate_rows,
+)
+from est_fairchem.nn.local_frame import LocalFrame, WignerFromRotation
 from est_fairchem.nn.spherical_attention import SphericalAttention
 from est_fairchem.sphere.points import sphere_points
-from est_fairchem.sphere.transform import SphericalTransform, full_precision_dtype
+from est_fairchem.sphere.transform import (
+    SphericalTransform,
+    full_precision,
+    full_precision_dtype,
+)
 
 
 class ESTUpdate(nn.Module):
@@ -34,7 +44,11 @@ class ESTUpdate(nn.Module):
         spherical_hidden_channels: hidden width of each spherical expert.
         num_points, sampling, repulsion_steps: the sphere point set (see ``sphere_points``).
         num_heads, orientation_embedding: of the spherical attention.
-        random_grid_rotation: rotate the grid per system in training (spec §3.4).
+        random_grid_rotation: rotate the grid per system in training (spec §3.4); with
+            ``grid_frame='local'`` the rotation turns the grid relative to each node's frame.
+        grid_frame: ``global``: one fixed grid for all nodes (the paper; approximately
+            equivariant, spec §14); ``local``: the grid turns with each node's frame, built
+            from its degree-1 features (exactly equivariant, see ``nn/local_frame.py``).
         own_gate: build the gate over all experts from ``x^(0)``; False when the caller
             computes the gate weights (another backbone's layout) and passes them in.
         invariant_scalars: replace the degree-0 output of the spherical branch by the
@@ -57,6 +71,7 @@ class ESTUpdate(nn.Module):
         random_grid_rotation: bool = True,
         own_gate: bool = True,
         invariant_scalars: bool = True,
+        grid_frame: str = "global",
     ) -> None:
         super().__init__()
         self.lmax = lmax
@@ -65,12 +80,18 @@ class ESTUpdate(nn.Module):
         self.num_spherical = num_spherical_experts
         self.random_grid_rotation = random_grid_rotation
         self.invariant_scalars = invariant_scalars
+        if grid_frame not in ("global", "local"):
+            raise ValueError(f"grid_frame={grid_frame!r}: expected 'global' or 'local'")
+        self.grid_frame = grid_frame
         self.steerable_experts = nn.ModuleList(steerable_experts)
         if own_gate:
             self.gate = ExpertGate(channels, self.num_steerable + self.num_spherical)
         if self.num_spherical > 0:
             points = sphere_points(sampling, num_points, repulsion_steps if sampling == "fibonacci" else 0)
             self.transform = SphericalTransform(lmax, points)
+            if grid_frame == "local":
+                self.frame = LocalFrame(channels)
+                self.wigner = WignerFromRotation(lmax)
             self.attention = SphericalAttention(channels, num_heads, orientation_embedding)
             self.spherical_experts = SphericalExperts(
                 channels, spherical_hidden_channels, num_spherical_experts
@@ -114,11 +135,8 @@ class ESTUpdate(nn.Module):
         """
         # Under autocast the rotations, transforms and attention run in float32 with autocast
         # off (see sphere/transform.py); only the linear layers run in half precision.
-        rotation = None
-        if self.training and self.random_grid_rotation:
-            rotation = random_system_rotations(
-                self.lmax, batch, x.shape[0], full_precision_dtype(x), x.device
-            )
+        rotation = self._grid_rotation(x, batch)
+        if rotation is not None:
             # Sampling the rotated function on a fixed grid = sampling x on the rotated grid.
             x = rotate_rows(rotation, x)
         grid = self.transform.to_grid(x)
@@ -131,4 +149,23 @@ class ESTUpdate(nn.Module):
             return y
         scalars = self.scalar_branch(x[:, 0, :])  # invariant: unaffected by the rotation
         return torch.cat([scalars[:, None, :], y[:, 1:, :]], dim=1)
+
+    def _grid_rotation(self, x: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor | None:
+        """Per-node Wigner-D [N, K, K] turning x into the grid's frame, or None (fixed grid).
+
+        Global frame: a random rotation per system in training, none in eval. Local frame:
+        D(F) of each node's frame F, composed with the random rotation in training.
+        """
+        random = self.training and self.random_grid_rotation
+        dtype = full_precision_dtype(x)
+        if self.grid_frame == "global":
+            if not random:
+                return None
+            return random_system_rotations(self.lmax, batch, x.shape[0], dtype, x.device)
+        with full_precision(x.device):
+            frames = self.frame(x.to(dtype))  # [N, 3, 3]
+            if random:
+                turns = random_system_matrices(batch, x.shape[0], dtype, x.device)
+                frames = turns @ frames
+            return self.wigner(frames)
 

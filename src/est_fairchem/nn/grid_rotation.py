@@ -27,6 +27,20 @@ def random_wigner_d(
     return block_wigner_d(lmax, rotations).to(dtype)
 
 
+def random_system_matrices(
+    systems: torch.Tensor | None, num_rows: int, dtype: torch.dtype, device: torch.device | str
+) -> torch.Tensor:
+    """One Haar-random 3x3 rotation per system, gathered per row: [num_rows, 3, 3].
+
+    ``systems`` [num_rows] is the system of each row; None: one rotation for all.
+    """
+    from e3nn import o3
+
+    num = 1 if systems is None or systems.numel() == 0 else int(systems.max()) + 1
+    rotations = o3.rand_matrix(num, dtype=torch.float64).to(device=device, dtype=dtype)
+    return rotations[systems] if systems is not None else rotations.expand(num_rows, -1, -1)
+
+
 def random_system_rotations(
     lmax: int, systems: torch.Tensor | None, num_rows: int, dtype: torch.dtype,
     device: torch.device | str,

@@ -196,6 +196,7 @@ class ESTBackbone(nn.Module, BackboneInterface):
                 num_heads=config.num_heads,
                 orientation_embedding=config.orientation_embedding,
                 random_grid_rotation=config.random_grid_rotation,
+                grid_frame=config.grid_frame,
             )
             self.layers.append(ESTLayer(lmax, channels, message_block, update, drop_path_rate))
         self.norm = EquivariantRMSNorm(lmax, channels)

@@ -1,0 +1,90 @@
+"""Per-node frames from steerable features, for an exactly equivariant spherical branch.
+
+The EST spherical branch samples each node's features on a fixed grid. Because the pointwise
+nonlinearities (attention, MLP) create degrees the grid cannot resolve, rotating the input
+does not exactly rotate the output (spec §14, §16): the error falls only slowly with the
+number of points. Sampling in a frame that turns *with* the node's features removes the error
+altogether, at any point count:
+
+    F = rows (e1, e2, e3), built by Gram-Schmidt from two fixed combinations a, b of the
+        node's degree-1 channels (so rotating the input by Q turns F into F Q^T);
+    x_local = D(F) x,   y = D(F)^T branch(x_local).
+
+``x_local`` is rotation invariant, so ``y`` rotates exactly as the input does. The frame is
+computed without gradient: were the branch exactly equivariant, ``y`` would not depend on F
+at all, so the only gradient dropped is that of the discretisation error with respect to the
+frame's orientation; dropping it also keeps gradients bounded where a is nearly zero. A node
+whose degree-1 features vanish, or are all parallel, has no frame (its environment is
+symmetric): fixed vectors of size ``eps`` added to a and b give such nodes a defined frame,
+at the cost of an equivariance error of about eps / |a| (measured: 0.5 eps / |a|).
+
+Wigner-D matrices are computed from F through the spherical harmonics themselves:
+``Y(F p) = D(F) Y(p)`` for fixed probe points p, so ``D(F) = Y(F P)^T pinv(Y(P)^T)``. This is a
+polynomial in F (smooth, no Euler-angle singularities) and in e3nn's convention by
+construction.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from est_fairchem.sphere.points import fibonacci_lattice
+from est_fairchem.sphere.transform import num_coefficients, real_spherical_harmonics
+
+# Rows of the degree-1 coefficients holding x, y, z (e3nn: Y_1(p) is proportional to p).
+_DEGREE_ONE_XYZ_ROWS = (1, 2, 3)
+
+
+class LocalFrame(nn.Module):
+    """Rotation matrices [N, 3, 3] (rows e1, e2, e3) from node features [N, (L+1)^2, C].
+
+    a is the sum of the C degree-1 channels, b their sum weighted by a ramp from -1 to 1
+    (fixed weights: no parameters, so checkpoints are unaffected).
+
+    Args:
+        channels: C.
+        eps: size of the fixed vectors added to a and b (see the module docstring).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-9) -> None:
+        super().__init__()
+        self.eps = eps
+        weights = torch.stack([torch.ones(channels), torch.linspace(-1.0, 1.0, channels)], dim=1)
+        self.register_buffer("weights", weights, persistent=False)  # [C, 2]
+        self.register_buffer("rows", torch.tensor(_DEGREE_ONE_XYZ_ROWS), persistent=False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, (L+1)^2, C] -> [N, 3, 3] proper rotations whose rows turn with the input."""
+        vectors = x[:, self.rows, :] @ self.weights.to(x.dtype)  # [N, 3, 2]
+        a = vectors[..., 0] + self.eps * x.new_tensor([0.0, 0.0, 1.0])  # [N, 3] (x, y, z)
+        b = vectors[..., 1] + self.eps * x.new_tensor([1.0, 0.0, 0.0])
+        e1 = a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp_min(self.eps**2)
+        b = b - (b * e1).sum(-1, keepdim=True) * e1
+        e2 = b / torch.linalg.vector_norm(b, dim=-1, keepdim=True).clamp_min(self.eps**2)
+        e3 = torch.linalg.cross(e1, e2, dim=-1)
+        return torch.stack([e1, e2, e3], dim=1)
+
+
+class WignerFromRotation(nn.Module):
+    """Block-diagonal real Wigner-D [N, (L+1)^2, (L+1)^2] of rotations [N, 3, 3], in e3nn's
+    convention (``Y(R p) = D(R) Y(p)``), differentiable and free of angle singularities.
+
+    Args:
+        lmax: L.
+    """
+
+    def __init__(self, lmax: int) -> None:
+        super().__init__()
+        self.lmax = lmax
+        probes = torch.from_numpy(fibonacci_lattice(2 * num_coefficients(lmax)))  # [M, 3]
+        basis = real_spherical_harmonics(lmax, probes)  # [M, K]
+        self.register_buffer("probes", probes, persistent=False)
+        self.register_buffer("inverse_basis", torch.linalg.pinv(basis.T), persistent=False)  # [M, K]
+
+    def forward(self, rotations: torch.Tensor) -> torch.Tensor:
+        """[N, 3, 3] -> [N, K, K]."""
+        turned = torch.einsum("nij,mj->nmi", rotations, self.probes.to(rotations.dtype))
+        values = real_spherical_harmonics(self.lmax, turned)  # [N, M, K]
+        return torch.einsum("nmk,mj->nkj", values, self.inverse_basis.to(rotations.dtype))
