@@ -13,6 +13,8 @@ saves for backward in one step (the activation memory, device independent).
     python benchmarks/throughput.py                       # small models, CPU (default)
     python benchmarks/throughput.py --size paper --device cuda --batch-size 8
     python benchmarks/throughput.py --size is2re-paper --batch-size 2
+    python benchmarks/throughput.py --size default --batch-size 2   # EST-31M (est: defaults)
+    python benchmarks/throughput.py --size paper --est-option recompute_update=true
 
 Results name the two models ``est`` and ``plain``.
 """
@@ -33,6 +35,8 @@ CONFIGS = {
     "small": ("configs/oc20/s2ef/demo/est_eqv2_demo.yml", "configs/oc20/s2ef/demo/eqv2_demo.yml"),
     "paper": ("configs/oc20/s2ef/all/est_eqv2_N@8_L@4_M@2_45M.yml",
               "configs/oc20/s2ef/all/eqv2_N@8_L@4_M@2_31M.yml"),
+    "default": ("configs/oc20/s2ef/all/est_eqv2_N@8_L@4_M@2_31M.yml",
+                "configs/oc20/s2ef/all/eqv2_N@8_L@4_M@2_31M.yml"),
     "is2re-small": ("configs/oc20/is2re/demo/est_equiformer_demo.yml",
                     "configs/oc20/is2re/demo/equiformer_demo.yml"),
     "is2re-paper": ("configs/oc20/is2re/all/est_equiformer_L@1_6blocks_32M.yml",
@@ -64,11 +68,29 @@ def make_batches(num_batches: int, batch_size: int, slab_size: tuple[int, int, i
     return batches
 
 
-def build(config_path: str, device: torch.device, seed: int) -> torch.nn.Module:
+def build(config_path: str, device: torch.device, seed: int,
+          est_options: dict | None = None) -> torch.nn.Module:
+    """The config's model in training mode; ``est_options`` override its ``est:`` keys."""
     from est_fairchem.tools.model_from_config import build_model, load_config
 
+    config = load_config(REPO / config_path)
+    if est_options:
+        config["model"]["backbone"]["est"].update(est_options)
     torch.manual_seed(seed)
-    return build_model(load_config(REPO / config_path)).to(device).train()
+    return build_model(config).to(device).train()
+
+
+def parse_est_options(pairs: list[str]) -> dict:
+    """``["key=value", ...]`` -> {key: YAML-parsed value}."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--est-option {pair!r}: expected KEY=VALUE")
+        options[key] = yaml.safe_load(value)
+    return options
 
 
 def loss_of(model: torch.nn.Module, batch) -> torch.Tensor:
@@ -121,14 +143,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slab", default="4,4,4", help="fcc(111) slab cells (default 4,4,4: 66 atoms)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--est-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an est: option of the EST model (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = parser.parse_args()
+    est_options = parse_est_options(args.est_option)
 
     device = torch.device(args.device)
     slab = tuple(int(v) for v in args.slab.split(","))
     batches = [b.to(device) for b in make_batches(args.batches, args.batch_size, slab, args.seed)]
     names = ("est", "plain")
-    models = {n: build(c, device, args.seed) for n, c in zip(names, CONFIGS[args.size])}
+    models = {n: build(c, device, args.seed, est_options if n == "est" else None)
+              for n, c in zip(names, CONFIGS[args.size])}
     optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
 
     results = {n: {"config": c, "parameters": sum(p.numel() for p in models[n].parameters())}
@@ -152,7 +178,9 @@ def main() -> None:
     natoms = float(np.mean([b.natoms.float().mean().item() for b in batches]))
     report = {
         "command": "python benchmarks/throughput.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k not in ("out", "est_option") and v is not None)
+            + "".join(f" --est-option {pair}" for pair in args.est_option),
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
                     "torch": torch.__version__, "device": str(device),

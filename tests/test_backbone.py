@@ -14,7 +14,8 @@ from tests.model_utils import build, small_model_config
 
 RADIUS = 6.0
 SMALL_EST = {"num_points": 36, "num_steerable_experts": 2, "num_spherical_experts": 2,
-             "spherical_hidden_channels": 32}
+             "spherical_hidden_channels": 32, "steerable_hidden_channels": 16,
+             "grid_frame": "global"}
 
 
 def _model(est: dict | None, **overrides) -> torch.nn.Module:

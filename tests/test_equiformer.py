@@ -19,7 +19,8 @@ from tests.model_utils import REPO, build
 RADIUS = 5.0
 SMALL_MODEL = REPO / "configs/oc20/is2re/demo/equiformer_small.yml"
 SMALL_EST = {"num_points": 86, "sampling": "lebedev", "num_steerable_experts": 2,
-             "num_spherical_experts": 2, "fourier_channels": 16, "spherical_hidden_channels": 32}
+             "num_spherical_experts": 2, "fourier_channels": 16, "spherical_hidden_channels": 32,
+             "grid_frame": "global"}
 
 
 def equiformer_config(est: dict | None = None, **backbone_overrides) -> dict:

@@ -118,7 +118,18 @@ def test_local_frame_whole_model_beats_the_global_grid(float64):
 
 
 def test_grid_frame_option_is_checked():
-    assert ESTConfig().grid_frame == "global"
+    assert ESTConfig().grid_frame == "local"
     assert ESTConfig.from_mapping({"grid_frame": "local"}, lmax=2).grid_frame == "local"
     with pytest.raises(ESTConfigError, match=r"est.grid_frame='frame': expected one of"):
         ESTConfig.from_mapping({"grid_frame": "frame"}, lmax=2)
+
+
+def test_local_frame_runs_in_float32_under_autocast():
+    """fairchem's --amp: the frame, its Wigner-D and the rotations stay in float32."""
+    update = _update(64, "fibonacci", "local").float().train()
+    x = torch.randn(4, (LMAX + 1) ** 2, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rotation = update._grid_rotation(x, None)
+        out = update(x)
+    assert rotation.dtype == torch.float32
+    assert torch.isfinite(out).all()

@@ -15,7 +15,7 @@ from tests.model_utils import build, small_model_config
 
 RADIUS = 5.0
 EST = {"num_points": 36, "num_steerable_experts": 3, "num_spherical_experts": 2,
-       "spherical_hidden_channels": 16}
+       "spherical_hidden_channels": 16, "steerable_hidden_channels": 16, "grid_frame": "global"}
 
 
 def _config(est: dict | None = None, **overrides) -> dict:

@@ -26,49 +26,14 @@ from typing import Any
 import torch
 from fairchem.core.common.registry import registry
 from fairchem.core.models.equiformer_v2.equiformer_v2 import EquiformerV2Backbone
-from fairchem.core.models.equiformer_v2.layer_norm import get_normalization_layer
 from fairchem.core.models.equiformer_v2.so3 import SO3_Embedding
-from fairchem.core.models.equiformer_v2.transformer_block import (
-    FeedForwardNetwork,
-    TransBlockV2,
-)
+from fairchem.core.models.equiformer_v2.transformer_block import TransBlockV2
 from fairchem.core.models.equiformer_v2.weight_initialization import eqv2_init_weights
 from torch import nn
 
+from est_fairchem.models.eqv2_experts import EqV2SteerableExpert, can_batch, mix_eqv2_experts
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError
 from est_fairchem.nn.est_update import ESTUpdate
-
-
-class EqV2SteerableExpert(nn.Module):
-    """EquiformerV2's feed-forward block with its own pre-norm, on plain tensors.
-
-    ``[N, (L+1)^2, C] -> [N, (L+1)^2, C]``.
-    """
-
-    def __init__(self, backbone: EquiformerV2Backbone, hidden_channels: int) -> None:
-        super().__init__()
-        self.lmax_list = list(backbone.lmax_list)
-        self.channels = backbone.sphere_channels
-        self.norm = get_normalization_layer(
-            backbone.norm_type, lmax=max(self.lmax_list), num_channels=self.channels
-        )
-        self.ffn = FeedForwardNetwork(
-            sphere_channels=self.channels,
-            hidden_channels=hidden_channels,
-            output_channels=self.channels,
-            lmax_list=self.lmax_list,
-            mmax_list=list(backbone.mmax_list),
-            SO3_grid=backbone.SO3_grid,
-            activation=backbone.ffn_activation,
-            use_gate_act=backbone.use_gate_act,
-            use_grid_mlp=backbone.use_grid_mlp,
-            use_sep_s2_act=backbone.use_sep_s2_act,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        emb = SO3_Embedding(0, self.lmax_list.copy(), self.channels, x.device, x.dtype)
-        emb.set_embedding(self.norm(x))
-        return self.ffn(emb).embedding
 
 
 class ESTTransBlockV2(nn.Module):
@@ -140,15 +105,15 @@ class EquiformerV2ESTBackbone(EquiformerV2Backbone):
 
     def _build_update(self) -> ESTUpdate:
         cfg = self.est_config
-        steerable_hidden = cfg.steerable_hidden_channels or self.ffn_hidden_channels
+        steerable_hidden = cfg.steerable_hidden_channels or max(1, self.ffn_hidden_channels // 2)
+        experts = [EqV2SteerableExpert(self, steerable_hidden)
+                   for _ in range(cfg.num_steerable_experts)]
         update = ESTUpdate(
             lmax=self.lmax_list[0],
             channels=self.sphere_channels,
-            steerable_experts=[
-                EqV2SteerableExpert(self, steerable_hidden)
-                for _ in range(cfg.num_steerable_experts)
-            ],
+            steerable_experts=experts,
             **cfg.spherical_options(self.sphere_channels),
+            steerable_mixture=mix_eqv2_experts if can_batch(experts) else None,
         )
         update.apply(partial(eqv2_init_weights, weight_init=self.weight_init))
         return update

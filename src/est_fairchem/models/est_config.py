@@ -38,14 +38,19 @@ class ESTConfig:
     """Options of the EST update block (spec §3-§6, §11.1).
 
     Attributes:
-        num_points: S, sphere points of the transform (default 90 = (2L+1)(2L+2) for L=4).
+        num_points: S, sphere points of the transform (default 64 = (2L)^2 for L=4, the
+            sampling bound; with ``grid_frame: local`` more points buy no equivariance).
         sampling: point set, one of ``fibonacci``, ``lebedev``, ``latlong``.
         repulsion_steps: repulsion iterations refining the Fibonacci lattice (spec §3.3).
         num_steerable_experts: n_st, copies of the backbone's feed-forward block.
         num_spherical_experts: n_sp, point-wise MLP experts after spherical attention.
-        steerable_hidden_channels: hidden width of steerable experts (None: the backbone's
-            ``ffn_hidden_channels``).
-        spherical_hidden_channels: hidden width of spherical experts (None: 4 x channels).
+        steerable_hidden_channels: hidden width of steerable experts (None: half the
+            backbone's ``ffn_hidden_channels``; set it to ``ffn_hidden_channels`` to warm-start
+            from an EquiformerV2 checkpoint).
+        spherical_hidden_channels: hidden width of spherical experts (None: 2 x channels).
+            The None defaults with one expert of each kind make the update no costlier
+            than the EquiformerV2 feed-forward block it replaces, with about as many
+            parameters (benchmarks/RESULTS.md, "Equivariance at equal cost").
         fourier_channels: C_F, channels of the grid features. EquiformerV2: must be null (the
             grid carries ``sphere_channels``). Equiformer: the width of the degree-wise
             projection to the sphere (None: the largest multiplicity of the degrees above 0).
@@ -53,24 +58,28 @@ class ESTConfig:
         orientation_embedding: append point directions to queries and keys (Eq. 13).
         random_grid_rotation: in training, rotate the grid by a random rotation per system
             (spec §3.4); never in eval.
+        recompute_update: in training, recompute the update block in backward instead of
+            storing its activations (``torch.utils.checkpoint``): less memory, one more
+            forward of the update per step. EquiformerV2 and pure EST backbones.
         grid_frame: ``global``, one fixed grid (the paper; approximately equivariant, error
             falling slowly with num_points); ``local``, the grid turns with a frame built
             from each node's degree-1 features, which makes the branch exactly equivariant at
             any num_points (``est_fairchem.nn.local_frame``).
     """
 
-    num_points: int = 90
+    num_points: int = 64
     sampling: str = "fibonacci"
     repulsion_steps: int = 500
-    num_steerable_experts: int = 4
-    num_spherical_experts: int = 4
+    num_steerable_experts: int = 1
+    num_spherical_experts: int = 1
     steerable_hidden_channels: int | None = None
     spherical_hidden_channels: int | None = None
     fourier_channels: int | None = None
     num_heads: int = 1
     orientation_embedding: bool = True
     random_grid_rotation: bool = True
-    grid_frame: str = "global"
+    grid_frame: str = "local"
+    recompute_update: bool = False
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None, lmax: int) -> "ESTConfig":
@@ -97,7 +106,7 @@ class ESTConfig:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 fail(key, "a positive integer or null")
-        for key in ("orientation_embedding", "random_grid_rotation"):
+        for key in ("orientation_embedding", "random_grid_rotation", "recompute_update"):
             if not isinstance(getattr(self, key), bool):
                 fail(key, "true or false")
         if self.grid_frame not in GRID_FRAMES:
@@ -115,10 +124,10 @@ class ESTConfig:
 
     def spherical_options(self, channels: int) -> dict[str, Any]:
         """Keyword arguments of :class:`est_fairchem.nn.est_update.ESTUpdate` for the spherical
-        branch on ``channels`` grid channels (hidden width default 4 x channels)."""
+        branch on ``channels`` grid channels (hidden width default 2 x channels)."""
         return {
             "num_spherical_experts": self.num_spherical_experts,
-            "spherical_hidden_channels": self.spherical_hidden_channels or 4 * channels,
+            "spherical_hidden_channels": self.spherical_hidden_channels or 2 * channels,
             "num_points": self.num_points,
             "sampling": self.sampling,
             "repulsion_steps": self.repulsion_steps,
@@ -126,6 +135,7 @@ class ESTConfig:
             "orientation_embedding": self.orientation_embedding,
             "random_grid_rotation": self.random_grid_rotation,
             "grid_frame": self.grid_frame,
+            "recompute": self.recompute_update,
         }
 
     def to_dict(self) -> dict[str, Any]:

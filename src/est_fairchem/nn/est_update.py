@@ -14,6 +14,8 @@ by the backbone (EquiformerV2's feed-forward block, Equiformer's, ...), each a m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -46,6 +48,12 @@ class ESTUpdate(nn.Module):
         num_heads, orientation_embedding: of the spherical attention.
         random_grid_rotation: rotate the grid per system in training (spec §3.4); with
             ``grid_frame='local'`` the rotation turns the grid relative to each node's frame.
+        steerable_mixture: ``f(experts, x, gates) -> sum_i gates[:, i] experts[i](x)``
+            computing all steerable experts at once (a backbone's batched form of its own
+            experts, e.g. ``models.eqv2_experts.mix_eqv2_experts``); None: one call per expert.
+        recompute: in training, store only the inputs of the update for backward and
+            recompute it there (``torch.utils.checkpoint``, random grid rotations redrawn
+            identically): its activations are not kept, for a second forward in backward.
         grid_frame: ``global``: one fixed grid for all nodes (the paper; approximately
             equivariant, spec §14); ``local``: the grid turns with each node's frame, built
             from its degree-1 features (exactly equivariant, see ``nn/local_frame.py``).
@@ -72,6 +80,8 @@ class ESTUpdate(nn.Module):
         own_gate: bool = True,
         invariant_scalars: bool = True,
         grid_frame: str = "global",
+        steerable_mixture: Callable[..., torch.Tensor] | None = None,
+        recompute: bool = False,
     ) -> None:
         super().__init__()
         self.lmax = lmax
@@ -84,6 +94,8 @@ class ESTUpdate(nn.Module):
             raise ValueError(f"grid_frame={grid_frame!r}: expected 'global' or 'local'")
         self.grid_frame = grid_frame
         self.steerable_experts = nn.ModuleList(steerable_experts)
+        self.steerable_mixture = steerable_mixture
+        self.recompute = recompute
         if own_gate:
             self.gate = ExpertGate(channels, self.num_steerable + self.num_spherical)
         if self.num_spherical > 0:
@@ -113,13 +125,31 @@ class ESTUpdate(nn.Module):
         Returns:
             [N, (L+1)^2, C] update (the caller adds the residual).
         """
+        if self.recompute and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(self._update, x, batch, gates, use_reentrant=False)
+        return self._update(x, batch, gates)
+
+    def _update(
+        self, x: torch.Tensor, batch: torch.Tensor | None, gates: torch.Tensor | None
+    ) -> torch.Tensor:
         if gates is None:
             gates = self.gate(x[:, 0, :])
+        out = self.mix_steerable(x, gates[:, : self.num_steerable])
+        if self.num_spherical > 0:
+            out = out + self.spherical_branch(x, gates[:, self.num_steerable :], batch)
+        return out
+
+    def mix_steerable(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
+        """``sum_i gates[:, i] * steerable_experts[i](x)``: [N, K, C] (zeros without experts)."""
+        if self.num_steerable == 0:
+            return torch.zeros_like(x)
+        if self.steerable_mixture is not None:
+            return self.steerable_mixture(list(self.steerable_experts), x, gates)
         out = torch.zeros_like(x)
         for i, expert in enumerate(self.steerable_experts):
             out = out + gates[:, i, None, None] * expert(x)
-        if self.num_spherical > 0:
-            out = out + self.spherical_branch(x, gates[:, self.num_steerable :], batch)
         return out
 
     def spherical_branch(

@@ -189,7 +189,7 @@ class ESTBackbone(nn.Module, BackboneInterface):
                 steerable_experts=[UniformFeedForward(lmax, channels, mid)
                                    for _ in range(config.num_steerable_experts)],
                 num_spherical_experts=config.num_spherical_experts,
-                spherical_hidden_channels=config.spherical_hidden_channels or 4 * channels,
+                spherical_hidden_channels=config.spherical_hidden_channels or 2 * channels,
                 num_points=config.num_points,
                 sampling=config.sampling,
                 repulsion_steps=config.repulsion_steps,
@@ -197,6 +197,7 @@ class ESTBackbone(nn.Module, BackboneInterface):
                 orientation_embedding=config.orientation_embedding,
                 random_grid_rotation=config.random_grid_rotation,
                 grid_frame=config.grid_frame,
+                recompute=config.recompute_update,
             )
             self.layers.append(ESTLayer(lmax, channels, message_block, update, drop_path_rate))
         self.norm = EquivariantRMSNorm(lmax, channels)

@@ -20,7 +20,7 @@ class MessageConfig:
         num_spherical_experts: gated point-wise MLP experts after the cross-attention.
         spherical_hidden_channels: hidden width of each spherical expert (None: 2 x channels;
             the message block runs per edge, E ~ 16 N on QM9, so it is kept narrower than
-            the update block's 4 x channels).
+            the update block's 2 x channels).
         query_residual: add the query grid to the attention output before the experts (the
             transformer decoder's ``x + CrossAttn(x, memory)``), so the point-wise experts
             combine node-pair and edge functions; False feeds the attention output alone.
