@@ -140,7 +140,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--batches", type=int, default=4, help="batches per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="0: activation memory only")
     parser.add_argument("--slab", default="4,4,4", help="fcc(111) slab cells (default 4,4,4: 66 atoms)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--est-option", action="append", default=[], metavar="KEY=VALUE",
@@ -161,7 +161,8 @@ def main() -> None:
                for n, c in zip(names, CONFIGS[args.size])}
     for name, model in models.items():
         results[name]["saved_activation_mb"] = saved_activation_bytes(model, batches[0]) / 2**20
-        timed_epoch(model, optimizers[name], batches[:1], device)  # warm-up
+        if args.rounds:
+            timed_epoch(model, optimizers[name], batches[:1], device)  # warm-up
     times: dict[str, list[float]] = {n: [] for n in names}
     peak: dict[str, float] = {}
     for _ in range(args.rounds):
@@ -172,8 +173,9 @@ def main() -> None:
             if device.type == "cuda":
                 peak[name] = max(peak.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
     samples = args.batches * args.batch_size
-    for name in names:
-        results[name]["samples_per_s"] = samples / statistics.median(times[name])
+    for name in names:  # --rounds 0: activation memory only
+        results[name]["samples_per_s"] = (
+            samples / statistics.median(times[name]) if times[name] else None)
         results[name]["peak_cuda_mb"] = peak.get(name)
     natoms = float(np.mean([b.natoms.float().mean().item() for b in batches]))
     report = {
@@ -187,10 +189,11 @@ def main() -> None:
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
         "atoms_per_system": natoms,
         "models": results,
-        "ratio_samples_per_s": results["est"]["samples_per_s"] / results["plain"]["samples_per_s"],
+        "ratio_samples_per_s": (results["est"]["samples_per_s"] / results["plain"]["samples_per_s"]
+                                if args.rounds else None),
         "ratio_saved_activation": results["est"]["saved_activation_mb"] / results["plain"]["saved_activation_mb"],
     }
-    if device.type == "cuda":
+    if device.type == "cuda" and peak:
         report["ratio_peak_cuda"] = peak["est"] / peak["plain"]
     print(json.dumps(report, indent=2))
     if args.out:

@@ -48,9 +48,10 @@ class ESTConfig:
             backbone's ``ffn_hidden_channels``; set it to ``ffn_hidden_channels`` to warm-start
             from an EquiformerV2 checkpoint).
         spherical_hidden_channels: hidden width of spherical experts (None: 2 x channels).
-            The None defaults with one expert of each kind make the update no costlier
-            than the EquiformerV2 feed-forward block it replaces, with about as many
-            parameters (benchmarks/RESULTS.md, "Equivariance at equal cost").
+            The defaults (two spherical experts of width 2C, no steerable expert, 64 points,
+            local frame) make the update no costlier in FLOPs than the EquiformerV2
+            feed-forward block it replaces, with fewer parameters, and at most as
+            equivariant-error-prone (benchmarks/RESULTS.md, "Equivariance at equal cost").
         fourier_channels: C_F, channels of the grid features. EquiformerV2: must be null (the
             grid carries ``sphere_channels``). Equiformer: the width of the degree-wise
             projection to the sphere (None: the largest multiplicity of the degrees above 0).
@@ -70,8 +71,8 @@ class ESTConfig:
     num_points: int = 64
     sampling: str = "fibonacci"
     repulsion_steps: int = 500
-    num_steerable_experts: int = 1
-    num_spherical_experts: int = 1
+    num_steerable_experts: int = 0
+    num_spherical_experts: int = 2
     steerable_hidden_channels: int | None = None
     spherical_hidden_channels: int | None = None
     fourier_channels: int | None = None
