@@ -153,12 +153,15 @@ def block_parts(est_model: torch.nn.Module, plain_model: torch.nn.Module, inputs
     def spherical(module):
         return lambda x: module.spherical_branch(x, fixed_gates[:, n_st:], batch)
 
-    return {
+    parts = {
         "message block (SO(2) attention, both models)": message,
         "EquiformerV2 feed-forward block": feed_forward,
         "EST gate": gates,
-        "EST steerable experts, one call each": experts(None),
-        "EST steerable experts, batched": experts(mix_eqv2_experts),
+    }
+    if n_st > 0:
+        parts["EST steerable experts, one call each"] = experts(None)
+        parts["EST steerable experts, batched"] = experts(mix_eqv2_experts)
+    return parts | {
         "EST spherical branch, global grid": spherical(_with_frame(update, "global")),
         "EST spherical branch, local frame": spherical(_with_frame(update, "local")),
         "EST whole update (config's settings)": whole_update(False),

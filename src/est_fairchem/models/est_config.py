@@ -49,9 +49,9 @@ class ESTConfig:
             from an EquiformerV2 checkpoint).
         spherical_hidden_channels: hidden width of spherical experts (None: 2 x channels).
             The defaults (two spherical experts of width 2C, no steerable expert, 64 points,
-            local frame) make the update no costlier in FLOPs than the EquiformerV2
-            feed-forward block it replaces, with fewer parameters, and at most as
-            equivariant-error-prone (benchmarks/RESULTS.md, "Equivariance at equal cost").
+            local frame) make the update cheaper in FLOPs than the EquiformerV2 feed-forward
+            block it replaces, with fewer parameters, and no less equivariant
+            (benchmarks/RESULTS.md, "Equivariance at equal cost").
         fourier_channels: C_F, channels of the grid features. EquiformerV2: must be null (the
             grid carries ``sphere_channels``). Equiformer: the width of the degree-wise
             projection to the sphere (None: the largest multiplicity of the degrees above 0).
