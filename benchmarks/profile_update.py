@@ -71,8 +71,10 @@ def measure_parts(parts: dict[str, Callable], x: torch.Tensor, repeats: int) -> 
         _train_step(part, x)  # warm-up
     for _ in range(repeats):
         for name, part in parts.items():
+            _sync(x.device)
             start = time.perf_counter()
             _train_step(part, x)
+            _sync(x.device)
             times[name].append(time.perf_counter() - start)
     results = {}
     for name, part in parts.items():
@@ -83,6 +85,12 @@ def measure_parts(parts: dict[str, Callable], x: torch.Tensor, repeats: int) -> 
                          "gflop": counter.get_total_flops() / 1e9,
                          "saved_mb": _saved_mb(part, x)}
     return results
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall time covers the kernels and not just their launch."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _saved_mb(part: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:

@@ -15,6 +15,7 @@ saves for backward in one step (the activation memory, device independent).
     python benchmarks/throughput.py --size is2re-paper --batch-size 2
     python benchmarks/throughput.py --size default --batch-size 2   # EST-31M (est: defaults)
     python benchmarks/throughput.py --size paper --est-option recompute_update=true
+    python benchmarks/throughput.py --size paper --device cuda --amp   # as fairchem's amp: True
 
 Results name the two models ``est`` and ``plain``.
 """
@@ -93,8 +94,15 @@ def parse_est_options(pairs: list[str]) -> dict:
     return options
 
 
-def loss_of(model: torch.nn.Module, batch) -> torch.Tensor:
-    out = model(batch)
+def autocast(device: torch.device, enabled: bool):
+    """Mixed precision as fairchem's ``amp: True`` uses it: float16 on CUDA (bfloat16 on CPU)."""
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+
+
+def loss_of(model: torch.nn.Module, batch, amp: bool = False) -> torch.Tensor:
+    with autocast(batch.pos.device, amp):
+        out = model(batch)
     energy = out["energy"]["energy"].reshape(-1)
     loss = (energy - batch.energy).abs().mean()
     if "forces" in out:
@@ -102,7 +110,7 @@ def loss_of(model: torch.nn.Module, batch) -> torch.Tensor:
     return loss
 
 
-def saved_activation_bytes(model: torch.nn.Module, batch) -> int:
+def saved_activation_bytes(model: torch.nn.Module, batch, amp: bool = False) -> int:
     """Bytes of the distinct tensors autograd saves for backward in one forward."""
     seen: dict[tuple[int, int], int] = {}
 
@@ -112,7 +120,7 @@ def saved_activation_bytes(model: torch.nn.Module, batch) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = loss_of(model, batch)
+        loss = loss_of(model, batch, amp)
     loss.backward()
     model.zero_grad(set_to_none=True)
     return sum(seen.values())
@@ -123,15 +131,65 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_epoch(model, optimizer, batches, device) -> float:
+def timed_epoch(model, optimizer, batches, device, amp: bool = False, scaler=None) -> float:
+    """Seconds for one training step per batch; ``amp``: autocast, with ``scaler`` (a
+    GradScaler, float16 on CUDA) or without (bfloat16 on CPU)."""
     sync(device)
     start = time.perf_counter()
     for batch in batches:
         optimizer.zero_grad(set_to_none=True)
-        loss_of(model, batch).backward()
-        optimizer.step()
+        if scaler is None:
+            loss_of(model, batch, amp).backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss_of(model, batch, amp=True)).backward()
+            scaler.step(optimizer)
+            scaler.update()
     sync(device)
     return time.perf_counter() - start
+
+
+# ATen operators that only make views or allocate: they launch no kernel on a GPU.
+METADATA_OPS = {f"aten::{name}" for name in (
+    "as_strided", "view", "_reshape_alias", "_unsafe_view", "empty", "empty_strided", "resolve_conj",
+    "resolve_neg", "detach", "alias", "t", "transpose", "expand", "permute", "unsqueeze", "squeeze",
+    "slice", "select", "reshape", "lift_fresh", "set_", "unbind", "split", "chunk", "narrow",
+    "is_nonzero", "_local_scalar_dense", "result_type", "empty_like", "numpy_T", "unflatten")}
+
+
+def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int = 15) -> dict:
+    """One training step under ``torch.profiler``: device kernels launched, their total time,
+    the innermost ATen operators that compute (on any device; each launches about one kernel
+    on a GPU),
+    the host's waits for the device (CUDA ``*Synchronize`` calls, e.g. a tensor read back),
+    and the ``top`` operators by self time on the device (CPU time on CPU)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        timed_epoch(model, optimizer, [batch], device, amp, scaler)
+    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA] if cuda else []
+    leaf_ops = [e for e in prof.events() if e.name.startswith("aten::")
+                and e.name not in METADATA_OPS
+                and not any(c.name.startswith("aten::") for c in e.cpu_children)]
+
+    def self_us(event) -> float:
+        if not cuda:
+            return event.self_cpu_time_total
+        if hasattr(event, "self_device_time_total"):
+            return event.self_device_time_total
+        return event.self_cuda_time_total
+
+    ops = sorted(prof.key_averages(), key=self_us, reverse=True)[:top]
+    return {
+        "device_kernels": len(kernels),
+        "kernel_ops": len(leaf_ops),
+        "host_syncs": sum("Synchronize" in e.name for e in prof.events()),
+        "device_kernel_ms": sum(e.time_range.elapsed_us() for e in kernels) / 1e3,
+        "top_ops": [{"name": e.key, "self_ms": self_us(e) / 1e3, "calls": e.count} for e in ops],
+    }
 
 
 def main() -> None:
@@ -145,6 +203,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--est-option", action="append", default=[], metavar="KEY=VALUE",
                         help="override an est: option of the EST model (repeatable)")
+    parser.add_argument("--kernel-profile", action="store_true",
+                        help="also profile one step of each model (kernels, top operators)")
+    parser.add_argument("--amp", action="store_true",
+                        help="mixed precision (float16 autocast + GradScaler on CUDA), both models")
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = parser.parse_args()
     est_options = parse_est_options(args.est_option)
@@ -156,22 +218,30 @@ def main() -> None:
     models = {n: build(c, device, args.seed, est_options if n == "est" else None)
               for n, c in zip(names, CONFIGS[args.size])}
     optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
+    use_scaler = args.amp and device.type == "cuda"
+    scalers = {n: torch.amp.GradScaler("cuda") if use_scaler else None for n in names}
 
     results = {n: {"config": c, "parameters": sum(p.numel() for p in models[n].parameters())}
                for n, c in zip(names, CONFIGS[args.size])}
     for name, model in models.items():
-        results[name]["saved_activation_mb"] = saved_activation_bytes(model, batches[0]) / 2**20
+        results[name]["saved_activation_mb"] = (
+            saved_activation_bytes(model, batches[0], args.amp) / 2**20)
         if args.rounds:
-            timed_epoch(model, optimizers[name], batches[:1], device)  # warm-up
+            timed_epoch(model, optimizers[name], batches[:1], device, args.amp, scalers[name])  # warm-up
     times: dict[str, list[float]] = {n: [] for n in names}
     peak: dict[str, float] = {}
     for _ in range(args.rounds):
         for name in names:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            times[name].append(timed_epoch(models[name], optimizers[name], batches, device))
+            times[name].append(
+                timed_epoch(models[name], optimizers[name], batches, device, args.amp, scalers[name]))
             if device.type == "cuda":
                 peak[name] = max(peak.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
+    if args.kernel_profile:
+        for name in names:
+            results[name]["kernel_profile"] = kernel_profile(
+                models[name], optimizers[name], batches[0], device, args.amp, scalers[name])
     samples = args.batches * args.batch_size
     for name in names:  # --rounds 0: activation memory only
         results[name]["samples_per_s"] = (
@@ -181,7 +251,8 @@ def main() -> None:
     report = {
         "command": "python benchmarks/throughput.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("out", "est_option") and v is not None)
+            if k not in ("out", "est_option", "amp", "kernel_profile") and v is not None)
+            + (" --amp" if args.amp else "") + (" --kernel-profile" if args.kernel_profile else "")
             + "".join(f" --est-option {pair}" for pair in args.est_option),
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),

@@ -1,6 +1,12 @@
-"""Random rotations of the sphere grid (spec §3.4), as block-diagonal Wigner-D matrices."""
+"""Random rotations of the sphere grid (spec §3.4), as block-diagonal Wigner-D matrices.
+
+Drawn on the features' device without reading anything back to the host: a training step on
+a GPU keeps its kernel queue full (no ``int(tensor)`` or CPU round trip per layer).
+"""
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import torch
 
@@ -9,48 +15,86 @@ def block_wigner_d(lmax: int, rotations: torch.Tensor) -> torch.Tensor:
     """Block-diagonal real Wigner-D of degrees 0..lmax for rotation matrices [B, 3, 3].
 
     In e3nn's convention, so that ``Y(R p) = D(R) Y(p)`` for e3nn's spherical harmonics.
+    Computed by e3nn on the CPU (a reference for tests; the training path uses
+    :func:`random_system_rotations`) and returned on the rotations' device.
     Returns [B, (L+1)^2, (L+1)^2].
     """
     from e3nn import o3
 
     irreps = o3.Irreps([(1, (l, 1)) for l in range(lmax + 1)])
-    return irreps.D_from_matrix(rotations)
+    return irreps.D_from_matrix(rotations.cpu()).to(rotations.device)
 
 
-def random_wigner_d(
-    lmax: int, num: int, dtype: torch.dtype, device: torch.device | str
-) -> torch.Tensor:
-    """Wigner-D matrices of ``num`` Haar-random rotations: [num, (L+1)^2, (L+1)^2]."""
-    from e3nn import o3
+@lru_cache(maxsize=None)
+def _quaternion_to_matrix(dtype: torch.dtype, device: str) -> torch.Tensor:
+    """T [4, 4, 3, 3] with ``R_ab = sum_ij q_i q_j T_ijab / |q|^2`` for q = (w, x, y, z)."""
+    t = torch.zeros(4, 4, 3, 3, dtype=torch.float64)
+    w, x, y, z = range(4)
+    for a, sign in ((0, (1, 1, -1, -1)), (1, (1, -1, 1, -1)), (2, (1, -1, -1, 1))):
+        for i in range(4):
+            t[i, i, a, a] = sign[i]
+    for (i, j), (a, b), sign in (
+        ((x, y), (0, 1), 1), ((w, z), (0, 1), -1), ((x, z), (0, 2), 1), ((w, y), (0, 2), 1),
+        ((x, y), (1, 0), 1), ((w, z), (1, 0), 1), ((y, z), (1, 2), 1), ((w, x), (1, 2), -1),
+        ((x, z), (2, 0), 1), ((w, y), (2, 0), -1), ((y, z), (2, 1), 1), ((w, x), (2, 1), 1),
+    ):
+        t[i, j, a, b] = t[j, i, a, b] = sign  # 2 q_i q_j = q_i q_j + q_j q_i
+    return t.to(dtype=dtype, device=device)
 
-    rotations = o3.rand_matrix(num, dtype=torch.float64).to(device)
-    return block_wigner_d(lmax, rotations).to(dtype)
+
+def random_rotation_matrices(num: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """``num`` Haar-random 3x3 rotations drawn on ``device``: [num, 3, 3].
+
+    Normalised Gaussian 4-vectors are uniform unit quaternions, whose rotations are Haar
+    distributed on SO(3); the rotation is a fixed linear map of the quaternion's outer product
+    (a handful of kernels).
+    """
+    q = torch.randn(num, 4, dtype=dtype, device=device)
+    outer = q[:, :, None] * q[:, None, :]  # [num, 4, 4]
+    basis = _quaternion_to_matrix(dtype, str(torch.device(device))).view(16, 9)
+    return (outer.view(num, 16) @ basis).view(num, 3, 3) / (q * q).sum(-1)[:, None, None]
 
 
 def random_system_matrices(
-    systems: torch.Tensor | None, num_rows: int, dtype: torch.dtype, device: torch.device | str
+    systems: torch.Tensor | None, num_rows: int, dtype: torch.dtype, device: torch.device | str,
+    max_systems: int | None = None,
 ) -> torch.Tensor:
     """One Haar-random 3x3 rotation per system, gathered per row: [num_rows, 3, 3].
 
-    ``systems`` [num_rows] is the system of each row; None: one rotation for all.
+    Args:
+        systems: [num_rows] system of each row; None: one rotation for all rows.
+        max_systems: a bound on the number of systems (any int above ``systems.max()``);
+            default ``num_rows``, which holds for node rows (every system has a node). Rows
+            of edges pass the number of nodes. That many rotations are drawn, so the count
+            of systems is never read back from the device.
     """
-    from e3nn import o3
+    if systems is None:
+        return random_rotation_matrices(1, dtype, device).expand(num_rows, -1, -1)
+    draws = random_rotation_matrices(max(max_systems or num_rows, 1), dtype, device)
+    return draws[systems]
 
-    num = 1 if systems is None or systems.numel() == 0 else int(systems.max()) + 1
-    rotations = o3.rand_matrix(num, dtype=torch.float64).to(device=device, dtype=dtype)
-    return rotations[systems] if systems is not None else rotations.expand(num_rows, -1, -1)
+
+@lru_cache(maxsize=None)
+def _wigner_on(lmax: int, device: str) -> torch.nn.Module:
+    from est_fairchem.nn.local_frame import WignerFromRotation
+
+    return WignerFromRotation(lmax).to(device)
 
 
 def random_system_rotations(
     lmax: int, systems: torch.Tensor | None, num_rows: int, dtype: torch.dtype,
-    device: torch.device | str,
+    device: torch.device | str, max_systems: int | None = None,
 ) -> torch.Tensor:
     """One Haar-random Wigner-D per system, gathered per row: [num_rows, (L+1)^2, (L+1)^2].
 
-    ``systems`` [num_rows] is the system of each row (node or edge); None: one rotation for all.
+    ``systems``, ``max_systems`` as in :func:`random_system_matrices`. The Wigner-D matrices
+    are computed in float64 on ``device`` (``WignerFromRotation``, exact to round-off) and cast
+    to ``dtype``.
     """
-    num = 1 if systems is None or systems.numel() == 0 else int(systems.max()) + 1
-    wigner = random_wigner_d(lmax, num, dtype, device)
+    device = torch.device(device)
+    num = 1 if systems is None else max(max_systems or num_rows, 1)
+    rotations = random_rotation_matrices(num, torch.float64, device)
+    wigner = _wigner_on(lmax, str(device))(rotations).to(dtype)
     return wigner[systems] if systems is not None else wigner.expand(num_rows, -1, -1)
 
 

@@ -18,10 +18,9 @@ whose degree-1 features vanish, or are all parallel, has no frame (its environme
 symmetric): fixed vectors of size ``eps`` added to a and b give such nodes a defined frame,
 at the cost of an equivariance error of about eps / |a| (measured: 0.5 eps / |a|).
 
-Wigner-D matrices are computed from F through the spherical harmonics themselves:
-``Y(F p) = D(F) Y(p)`` for fixed probe points p, so ``D(F) = Y(F P)^T pinv(Y(P)^T)``. This is a
-polynomial in F (smooth, no Euler-angle singularities) and in e3nn's convention by
-construction.
+Wigner-D matrices are computed from F degree by degree, coupling ``D_(l-1)`` with ``D_1``
+through e3nn's Wigner-3j symbols: a polynomial in F (smooth, no Euler-angle singularities), in
+e3nn's convention by construction.
 """
 
 from __future__ import annotations
@@ -29,8 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from est_fairchem.sphere.points import fibonacci_lattice
-from est_fairchem.sphere.transform import num_coefficients, real_spherical_harmonics
+from est_fairchem.sphere.transform import num_coefficients
 
 # Rows of the degree-1 coefficients holding x, y, z (e3nn: Y_1(p) is proportional to p).
 _DEGREE_ONE_XYZ_ROWS = (1, 2, 3)
@@ -53,13 +51,17 @@ class LocalFrame(nn.Module):
         weights = torch.stack([torch.ones(channels), torch.linspace(-1.0, 1.0, channels)], dim=1)
         self.register_buffer("weights", weights, persistent=False)  # [C, 2]
         self.register_buffer("rows", torch.tensor(_DEGREE_ONE_XYZ_ROWS), persistent=False)
+        # The fixed vectors added to a and b (x, y, z order), kept on the model's device.
+        self.register_buffer("fallback", torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]),
+                             persistent=False)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[N, (L+1)^2, C] -> [N, 3, 3] proper rotations whose rows turn with the input."""
         vectors = x[:, self.rows, :] @ self.weights.to(x.dtype)  # [N, 3, 2]
-        a = vectors[..., 0] + self.eps * x.new_tensor([0.0, 0.0, 1.0])  # [N, 3] (x, y, z)
-        b = vectors[..., 1] + self.eps * x.new_tensor([1.0, 0.0, 0.0])
+        fallback = self.eps * self.fallback.to(x.dtype)
+        a = vectors[..., 0] + fallback[0]  # [N, 3] (x, y, z)
+        b = vectors[..., 1] + fallback[1]
         e1 = a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp_min(self.eps**2)
         b = b - (b * e1).sum(-1, keepdim=True) * e1
         e2 = b / torch.linalg.vector_norm(b, dim=-1, keepdim=True).clamp_min(self.eps**2)
@@ -71,20 +73,39 @@ class WignerFromRotation(nn.Module):
     """Block-diagonal real Wigner-D [N, (L+1)^2, (L+1)^2] of rotations [N, 3, 3], in e3nn's
     convention (``Y(R p) = D(R) Y(p)``), differentiable and free of angle singularities.
 
+    Built degree by degree from the rotation matrix itself: ``D_1`` is R (e3nn's degree-1
+    basis is x, y, z), and ``D_l = C_l^T (D_(l-1) kron D_1) C_l`` with ``C_l`` e3nn's Wigner-3j symbol
+    (l-1, 1, l) scaled to orthonormal columns (it intertwines the product with degree l). A
+    polynomial in R, exact to round-off, and about 20 kernels for L = 4 (evaluating the
+    harmonics at probe points took about 170, each a GPU launch).
+
     Args:
         lmax: L.
     """
 
     def __init__(self, lmax: int) -> None:
         super().__init__()
+        from e3nn import o3
+
         self.lmax = lmax
-        probes = torch.from_numpy(fibonacci_lattice(2 * num_coefficients(lmax)))  # [M, 3]
-        basis = real_spherical_harmonics(lmax, probes)  # [M, K]
-        self.register_buffer("probes", probes, persistent=False)
-        self.register_buffer("inverse_basis", torch.linalg.pinv(basis.T), persistent=False)  # [M, K]
+        for degree in range(2, lmax + 1):
+            coupling = o3.wigner_3j(degree - 1, 1, degree, dtype=torch.float64)
+            coupling = coupling.reshape(-1, 2 * degree + 1) * (2 * degree + 1) ** 0.5
+            self.register_buffer(f"coupling_{degree}", coupling, persistent=False)
 
     def forward(self, rotations: torch.Tensor) -> torch.Tensor:
         """[N, 3, 3] -> [N, K, K]."""
-        turned = torch.einsum("nij,mj->nmi", rotations, self.probes.to(rotations.dtype))
-        values = real_spherical_harmonics(self.lmax, turned)  # [N, M, K]
-        return torch.einsum("nmk,mj->nkj", values, self.inverse_basis.to(rotations.dtype))
+        n = rotations.shape[0]
+        d1 = rotations
+        out = rotations.new_zeros(n, num_coefficients(self.lmax), num_coefficients(self.lmax))
+        out[:, 0, 0] = 1.0
+        if self.lmax >= 1:
+            out[:, 1:4, 1:4] = d1
+        block = d1
+        for degree in range(2, self.lmax + 1):
+            coupling = getattr(self, f"coupling_{degree}").to(rotations.dtype)  # [3(2l-1), 2l+1]
+            width = block.shape[-1] * 3
+            product = (block[:, :, None, :, None] * d1[:, None, :, None, :]).reshape(n, width, width)
+            block = coupling.T @ product @ coupling  # [N, 2l+1, 2l+1]
+            out[:, degree**2 : (degree + 1) ** 2, degree**2 : (degree + 1) ** 2] = block
+        return out

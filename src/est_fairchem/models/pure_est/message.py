@@ -102,25 +102,28 @@ class ESTMessageBlock(nn.Module):
         a = self.lin_src(x)[edge_src] + self.lin_dst(x)[edge_dst]  # [E, K, C]
         b = self.edge_lift(edge_radial, edge_sh).to(a.dtype)  # [E, K, C]
         gates = self.gate(a[:, 0, :])
-        message = self.grid_message(a, b, gates[:, self.num_steerable :], batch[edge_dst])
+        message = self.grid_message(a, b, gates[:, self.num_steerable :], batch[edge_dst],
+                                    num_nodes=x.shape[0])
         for i, expert in enumerate(self.steerable_experts):
             message = message + gates[:, i, None, None].to(message.dtype) * expert(a)
         return scatter_sum(message, edge_dst, x.shape[0]) * self.scale
 
     def grid_message(self, a: torch.Tensor, b: torch.Tensor, gates: torch.Tensor,
-                     edge_system: torch.Tensor) -> torch.Tensor:
+                     edge_system: torch.Tensor, num_nodes: int | None = None) -> torch.Tensor:
         """Cross-attention and spherical experts on the grid.
 
         Args:
             a, b: [E, K, C] query and key/value coefficients; gates: [E, n_sp];
             edge_system: [E] system of each edge (its target node's).
+            num_nodes: N, a bound on the number of systems (default E).
         Returns:
             [E, K, C].
         """
         rotation = None
         if self.training and self.random_grid_rotation:
             rotation = random_system_rotations(
-                self.lmax, edge_system, a.shape[0], full_precision_dtype(a), a.device
+                self.lmax, edge_system, a.shape[0], full_precision_dtype(a), a.device,
+                max_systems=num_nodes,
             )
             a, b = rotate_rows(rotation, a), rotate_rows(rotation, b)  # x on the rotated grid
         f_q, f_kv = self.transform.to_grid(a), self.transform.to_grid(b)
