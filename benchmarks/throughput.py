@@ -154,13 +154,15 @@ METADATA_OPS = {f"aten::{name}" for name in (
     "as_strided", "view", "_reshape_alias", "_unsafe_view", "empty", "empty_strided", "resolve_conj",
     "resolve_neg", "detach", "alias", "t", "transpose", "expand", "permute", "unsqueeze", "squeeze",
     "slice", "select", "reshape", "lift_fresh", "set_", "unbind", "split", "chunk", "narrow",
-    "is_nonzero", "_local_scalar_dense", "result_type", "empty_like", "numpy_T", "unflatten")}
+    "is_nonzero", "_local_scalar_dense", "result_type", "empty_like", "numpy_T", "unflatten",
+    "to", "resize_", "detach_")}
 
 
 def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int = 15) -> dict:
     """One training step under ``torch.profiler``: device kernels launched, their total time,
     the innermost ATen operators that compute (on any device; each launches about one kernel
-    on a GPU),
+    on a GPU), in all and outside the optimizer step (whose count on a CPU grows with the
+    number of parameter tensors; CUDA's multi-tensor AdamW launches few kernels for all),
     the host's waits for the device (CUDA ``*Synchronize`` calls, e.g. a tensor read back),
     and the ``top`` operators by self time on the device (CPU time on CPU)."""
     from torch.autograd import DeviceType
@@ -175,6 +177,15 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
                 and e.name not in METADATA_OPS
                 and not any(c.name.startswith("aten::") for c in e.cpu_children)]
 
+    def in_optimizer(event) -> bool:
+        while event is not None:
+            if event.name.startswith("Optimizer.step"):
+                return True
+            event = event.cpu_parent
+        return False
+
+    model_ops = [e for e in leaf_ops if not in_optimizer(e)]
+
     def self_us(event) -> float:
         if not cuda:
             return event.self_cpu_time_total
@@ -186,6 +197,7 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
     return {
         "device_kernels": len(kernels),
         "kernel_ops": len(leaf_ops),
+        "kernel_ops_forward_backward": len(model_ops),
         "host_syncs": sum("Synchronize" in e.name for e in prof.events()),
         "device_kernel_ms": sum(e.time_range.elapsed_us() for e in kernels) / 1e3,
         "top_ops": [{"name": e.key, "self_ms": self_us(e) / 1e3, "calls": e.count} for e in ops],
