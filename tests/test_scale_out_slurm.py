@@ -92,7 +92,10 @@ def test_train_batch_script_requests_what_was_asked(train_job):
     text = script.read_text()
     # the job runs submitit's entry point with this environment's python, one task per rank
     assert f"srun --unbuffered --output {logdir}/%j/%j_%t_log.out" in text
-    assert f"{sys.executable} -u -m submitit.core._submit {logdir}/%j" in text
+    entry = f" -u -m submitit.core._submit {logdir}/%j"
+    launch = next(line for line in text.splitlines() if line.endswith(entry))
+    python = launch[: -len(entry)].split()[-1]  # the interpreter srun starts, maybe via a link
+    assert os.path.realpath(python) == os.path.realpath(sys.executable), launch
     calls = (root / "sbatch_calls").read_text().splitlines()
     assert len(calls) == 1 and calls[0].endswith(".sh")  # one sbatch call, one job
 
