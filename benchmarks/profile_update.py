@@ -27,6 +27,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -34,6 +35,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 
 
+@lru_cache(maxsize=1)
 def _throughput_module():
     spec = importlib.util.spec_from_file_location("throughput", HERE / "throughput.py")
     module = importlib.util.module_from_spec(spec)
@@ -66,15 +68,16 @@ def measure_parts(parts: dict[str, Callable], x: torch.Tensor, repeats: int) -> 
     the MB autograd saves for backward."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    sync = _throughput_module().sync  # waits for queued GPU work: time the kernels, not launches
     times: dict[str, list[float]] = {name: [] for name in parts}
     for name, part in parts.items():
         _train_step(part, x)  # warm-up
     for _ in range(repeats):
         for name, part in parts.items():
-            _sync(x.device)
+            sync(x.device)
             start = time.perf_counter()
             _train_step(part, x)
-            _sync(x.device)
+            sync(x.device)
             times[name].append(time.perf_counter() - start)
     results = {}
     for name, part in parts.items():
@@ -85,12 +88,6 @@ def measure_parts(parts: dict[str, Callable], x: torch.Tensor, repeats: int) -> 
                          "gflop": counter.get_total_flops() / 1e9,
                          "saved_mb": _saved_mb(part, x)}
     return results
-
-
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so wall time covers the kernels and not just their launch."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _saved_mb(part: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> float:

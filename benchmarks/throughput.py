@@ -187,11 +187,7 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
     model_ops = [e for e in leaf_ops if not in_optimizer(e)]
 
     def self_us(event) -> float:
-        if not cuda:
-            return event.self_cpu_time_total
-        if hasattr(event, "self_device_time_total"):
-            return event.self_device_time_total
-        return event.self_cuda_time_total
+        return event.self_device_time_total if cuda else event.self_cpu_time_total
 
     ops = sorted(prof.key_averages(), key=self_us, reverse=True)[:top]
     return {

@@ -10,6 +10,8 @@ from functools import lru_cache
 
 import torch
 
+from est_fairchem.nn.local_frame import WignerFromRotation
+
 
 def block_wigner_d(lmax: int, rotations: torch.Tensor) -> torch.Tensor:
     """Block-diagonal real Wigner-D of degrees 0..lmax for rotation matrices [B, 3, 3].
@@ -27,18 +29,21 @@ def block_wigner_d(lmax: int, rotations: torch.Tensor) -> torch.Tensor:
 
 @lru_cache(maxsize=None)
 def _quaternion_to_matrix(dtype: torch.dtype, device: str) -> torch.Tensor:
-    """T [4, 4, 3, 3] with ``R_ab = sum_ij q_i q_j T_ijab / |q|^2`` for q = (w, x, y, z)."""
+    """T [4, 4, 3, 3] with ``R_ab = sum_ij q_i q_j T_ijab / |q|^2`` for q = (w, v), from
+    ``R = (w^2 - v.v) I + 2 v v^T + 2 w [v]_x`` with ``[v]_x[a, b] = -eps_abk v_k``."""
     t = torch.zeros(4, 4, 3, 3, dtype=torch.float64)
-    w, x, y, z = range(4)
-    for a, sign in ((0, (1, 1, -1, -1)), (1, (1, -1, 1, -1)), (2, (1, -1, -1, 1))):
-        for i in range(4):
-            t[i, i, a, a] = sign[i]
-    for (i, j), (a, b), sign in (
-        ((x, y), (0, 1), 1), ((w, z), (0, 1), -1), ((x, z), (0, 2), 1), ((w, y), (0, 2), 1),
-        ((x, y), (1, 0), 1), ((w, z), (1, 0), 1), ((y, z), (1, 2), 1), ((w, x), (1, 2), -1),
-        ((x, z), (2, 0), 1), ((w, y), (2, 0), -1), ((y, z), (2, 1), 1), ((w, x), (2, 1), 1),
-    ):
-        t[i, j, a, b] = t[j, i, a, b] = sign  # 2 q_i q_j = q_i q_j + q_j q_i
+    eye = torch.eye(3, dtype=torch.float64)
+    t[0, 0] = eye
+    for k in range(3):
+        t[1 + k, 1 + k] -= eye
+    for a in range(3):
+        for b in range(3):
+            t[1 + a, 1 + b, a, b] += 1.0  # v_a v_b + v_b v_a = 2 v_a v_b
+            t[1 + b, 1 + a, a, b] += 1.0
+            for k in range(3):
+                levi_civita = (a - b) * (b - k) * (k - a) / 2
+                t[0, 1 + k, a, b] -= levi_civita  # w v_k + v_k w = 2 w v_k
+                t[1 + k, 0, a, b] -= levi_civita
     return t.to(dtype=dtype, device=device)
 
 
@@ -55,6 +60,19 @@ def random_rotation_matrices(num: int, dtype: torch.dtype, device: torch.device 
     return (outer.view(num, 16) @ basis).view(num, 3, 3) / (q * q).sum(-1)[:, None, None]
 
 
+def _per_system_rotations(
+    systems: torch.Tensor | None, num_rows: int, max_systems: int | None, dtype: torch.dtype,
+    device: torch.device | str,
+) -> torch.Tensor:
+    """[M, 3, 3] rotations to gather with :func:`_gather_rows` (M = 1 when ``systems`` is None)."""
+    num = 1 if systems is None else max(max_systems or num_rows, 1)
+    return random_rotation_matrices(num, dtype, device)
+
+
+def _gather_rows(per_system: torch.Tensor, systems: torch.Tensor | None, num_rows: int) -> torch.Tensor:
+    return per_system[systems] if systems is not None else per_system.expand(num_rows, -1, -1)
+
+
 def random_system_matrices(
     systems: torch.Tensor | None, num_rows: int, dtype: torch.dtype, device: torch.device | str,
     max_systems: int | None = None,
@@ -68,16 +86,12 @@ def random_system_matrices(
             of edges pass the number of nodes. That many rotations are drawn, so the count
             of systems is never read back from the device.
     """
-    if systems is None:
-        return random_rotation_matrices(1, dtype, device).expand(num_rows, -1, -1)
-    draws = random_rotation_matrices(max(max_systems or num_rows, 1), dtype, device)
-    return draws[systems]
+    rotations = _per_system_rotations(systems, num_rows, max_systems, dtype, device)
+    return _gather_rows(rotations, systems, num_rows)
 
 
 @lru_cache(maxsize=None)
-def _wigner_on(lmax: int, device: str) -> torch.nn.Module:
-    from est_fairchem.nn.local_frame import WignerFromRotation
-
+def _wigner_on(lmax: int, device: str) -> WignerFromRotation:
     return WignerFromRotation(lmax).to(device)
 
 
@@ -92,10 +106,9 @@ def random_system_rotations(
     to ``dtype``.
     """
     device = torch.device(device)
-    num = 1 if systems is None else max(max_systems or num_rows, 1)
-    rotations = random_rotation_matrices(num, torch.float64, device)
+    rotations = _per_system_rotations(systems, num_rows, max_systems, torch.float64, device)
     wigner = _wigner_on(lmax, str(device))(rotations).to(dtype)
-    return wigner[systems] if systems is not None else wigner.expand(num_rows, -1, -1)
+    return _gather_rows(wigner, systems, num_rows)
 
 
 def rotate_rows(rotation: torch.Tensor, x: torch.Tensor, inverse: bool = False) -> torch.Tensor:

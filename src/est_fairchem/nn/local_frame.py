@@ -96,16 +96,15 @@ class WignerFromRotation(nn.Module):
     def forward(self, rotations: torch.Tensor) -> torch.Tensor:
         """[N, 3, 3] -> [N, K, K]."""
         n = rotations.shape[0]
-        d1 = rotations
         out = rotations.new_zeros(n, num_coefficients(self.lmax), num_coefficients(self.lmax))
         out[:, 0, 0] = 1.0
         if self.lmax >= 1:
-            out[:, 1:4, 1:4] = d1
-        block = d1
+            out[:, 1:4, 1:4] = rotations  # D_1
+        block = rotations
         for degree in range(2, self.lmax + 1):
             coupling = getattr(self, f"coupling_{degree}").to(rotations.dtype)  # [3(2l-1), 2l+1]
             width = block.shape[-1] * 3
-            product = (block[:, :, None, :, None] * d1[:, None, :, None, :]).reshape(n, width, width)
+            product = (block[:, :, None, :, None] * rotations[:, None, :, None, :]).reshape(n, width, width)
             block = coupling.T @ product @ coupling  # [N, 2l+1, 2l+1]
             out[:, degree**2 : (degree + 1) ** 2, degree**2 : (degree + 1) ** 2] = block
         return out
