@@ -23,18 +23,20 @@ run() {
     shift
     echo "== $name: $*"
     if "$python" "$@" --out "$out/$name.json" > "$out/$name.log" 2>&1; then
-        grep -E '"ratio_(samples_per_s|peak_cuda)"|step_flop_ratio' "$out/$name.json"
+        grep -E '"ratio_(samples_per_s|peak_cuda|control)"|step_flop_ratio' "$out/$name.json"
     else
         echo "   failed: see $out/$name.log"
     fi
 }
 
 t=benchmarks/throughput.py
-run throughput_default_cuda $t --size default "${common[@]}" --rounds 3 --kernel-profile
-run throughput_default_amp_cuda $t --size default "${common[@]}" --rounds 3 --amp
+# the default against 1.0x: 8 rounds, with a second EquiformerV2 as the noise control
+run throughput_default_cuda $t --size default "${common[@]}" --rounds 8 --control --kernel-profile
+run throughput_default_amp_cuda $t --size default "${common[@]}" --rounds 8 --control --amp
 run throughput_paper_cuda $t --size paper "${common[@]}" --rounds 3 --kernel-profile
 run throughput_paper_amp_cuda $t --size paper "${common[@]}" --rounds 3 --amp
 run memory_paper_recompute_cuda $t --size paper "${common[@]}" --rounds 2 --est-option recompute_update=true
 run throughput_is2re_paper_cuda $t --size is2re-paper "${common[@]}" --rounds 3
 run profile_paper_cuda benchmarks/profile_update.py --size paper --device cuda --batch-size 8 --repeats 5
+run profile_default_cuda benchmarks/profile_update.py --size default --device cuda --batch-size 8 --repeats 5
 echo "results in $out"

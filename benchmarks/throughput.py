@@ -16,8 +16,12 @@ saves for backward in one step (the activation memory, device independent).
     python benchmarks/throughput.py --size default --batch-size 2   # EST-31M (est: defaults)
     python benchmarks/throughput.py --size paper --est-option recompute_update=true
     python benchmarks/throughput.py --size paper --device cuda --amp   # as fairchem's amp: True
+    python benchmarks/throughput.py --size default --device cuda --control  # + noise control
 
-Results name the two models ``est`` and ``plain``.
+Results name the two models ``est`` and ``plain``; ``--control`` times a second copy of the plain
+model in the same alternation (``control``), so ``ratio_control`` (control / plain, ideally 1)
+shows how far a ratio can stray by noise alone on that machine. ``round_ratios`` are the
+est / plain ratios of the single rounds.
 """
 
 from __future__ import annotations
@@ -172,8 +176,14 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:
         timed_epoch(model, optimizer, [batch], device, amp, scaler)
-    kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA] if cuda else []
-    leaf_ops = [e for e in prof.events() if e.name.startswith("aten::")
+    events = prof.events()
+    # Device-side mirrors of record_function ranges (e.g. "Optimizer.step#AdamW.step") span
+    # idle gaps between kernels; they carry the name of a host event, kernels never do.
+    host_names = {e.name for e in events if e.device_type == DeviceType.CPU}
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA
+               and not getattr(e, "is_user_annotation", False)
+               and e.name not in host_names] if cuda else []
+    leaf_ops = [e for e in events if e.name.startswith("aten::")
                 and e.name not in METADATA_OPS
                 and not any(c.name.startswith("aten::") for c in e.cpu_children)]
 
@@ -194,7 +204,7 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
         "device_kernels": len(kernels),
         "kernel_ops": len(leaf_ops),
         "kernel_ops_forward_backward": len(model_ops),
-        "host_syncs": sum("Synchronize" in e.name for e in prof.events()),
+        "host_syncs": sum("Synchronize" in e.name for e in events),
         "device_kernel_ms": sum(e.time_range.elapsed_us() for e in kernels) / 1e3,
         "top_ops": [{"name": e.key, "self_ms": self_us(e) / 1e3, "calls": e.count} for e in ops],
     }
@@ -215,6 +225,8 @@ def main() -> None:
                         help="also profile one step of each model (kernels, top operators)")
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision (float16 autocast + GradScaler on CUDA), both models")
+    parser.add_argument("--control", action="store_true",
+                        help="also time a second copy of the plain model (noise control)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     args = parser.parse_args()
     est_options = parse_est_options(args.est_option)
@@ -222,18 +234,23 @@ def main() -> None:
     device = torch.device(args.device)
     slab = tuple(int(v) for v in args.slab.split(","))
     batches = [b.to(device) for b in make_batches(args.batches, args.batch_size, slab, args.seed)]
-    names = ("est", "plain")
+    est_config, plain_config = CONFIGS[args.size]
+    configs = {"est": est_config, "plain": plain_config}
+    if args.control:
+        configs["control"] = plain_config
+    names = tuple(configs)
     models = {n: build(c, device, args.seed, est_options if n == "est" else None)
-              for n, c in zip(names, CONFIGS[args.size])}
+              for n, c in configs.items()}
     optimizers = {n: torch.optim.AdamW(m.parameters(), lr=1e-4) for n, m in models.items()}
     use_scaler = args.amp and device.type == "cuda"
     scalers = {n: torch.amp.GradScaler("cuda") if use_scaler else None for n in names}
 
     results = {n: {"config": c, "parameters": sum(p.numel() for p in models[n].parameters())}
-               for n, c in zip(names, CONFIGS[args.size])}
+               for n, c in configs.items()}
     for name, model in models.items():
-        results[name]["saved_activation_mb"] = (
-            saved_activation_bytes(model, batches[0], args.amp) / 2**20)
+        if name != "control":
+            results[name]["saved_activation_mb"] = (
+                saved_activation_bytes(model, batches[0], args.amp) / 2**20)
         if args.rounds:
             timed_epoch(model, optimizers[name], batches[:1], device, args.amp, scalers[name])  # warm-up
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -247,7 +264,7 @@ def main() -> None:
             if device.type == "cuda":
                 peak[name] = max(peak.get(name, 0.0), torch.cuda.max_memory_allocated(device) / 2**20)
     if args.kernel_profile:
-        for name in names:
+        for name in ("est", "plain"):
             results[name]["kernel_profile"] = kernel_profile(
                 models[name], optimizers[name], batches[0], device, args.amp, scalers[name])
     samples = args.batches * args.batch_size
@@ -259,8 +276,9 @@ def main() -> None:
     report = {
         "command": "python benchmarks/throughput.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("out", "est_option", "amp", "kernel_profile") and v is not None)
+            if k not in ("out", "est_option", "amp", "kernel_profile", "control") and v is not None)
             + (" --amp" if args.amp else "") + (" --kernel-profile" if args.kernel_profile else "")
+            + (" --control" if args.control else "")
             + "".join(f" --est-option {pair}" for pair in args.est_option),
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
@@ -270,8 +288,12 @@ def main() -> None:
         "models": results,
         "ratio_samples_per_s": (results["est"]["samples_per_s"] / results["plain"]["samples_per_s"]
                                 if args.rounds else None),
+        "round_ratios": [p / e for e, p in zip(times["est"], times["plain"])],
         "ratio_saved_activation": results["est"]["saved_activation_mb"] / results["plain"]["saved_activation_mb"],
     }
+    if args.control and args.rounds:
+        report["ratio_control"] = (results["control"]["samples_per_s"]
+                                   / results["plain"]["samples_per_s"])
     if device.type == "cuda" and peak:
         report["ratio_peak_cuda"] = peak["est"] / peak["plain"]
     print(json.dumps(report, indent=2))

@@ -134,12 +134,16 @@ class ESTUpdate(nn.Module):
     def _update(
         self, x: torch.Tensor, batch: torch.Tensor | None, gates: torch.Tensor | None
     ) -> torch.Tensor:
+        # select / narrow rather than x[:, 0, :]-style indexing: each full-range slice would
+        # cost a zero fill and a copy in backward
         if gates is None:
-            gates = self.gate(x[:, 0, :])
-        out = self.mix_steerable(x, gates[:, : self.num_steerable])
-        if self.num_spherical > 0:
-            out = out + self.spherical_branch(x, gates[:, self.num_steerable :], batch)
-        return out
+            gates = self.gate(x.select(1, 0))
+        if self.num_spherical == 0:
+            return self.mix_steerable(x, gates)
+        if self.num_steerable == 0:  # (and no zero tensor to add the spherical branch to)
+            return self.spherical_branch(x, gates, batch)
+        out = self.spherical_branch(x, gates.narrow(1, self.num_steerable, self.num_spherical), batch)
+        return self.mix_steerable(x, gates.narrow(1, 0, self.num_steerable)) + out
 
     def mix_steerable(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
         """``sum_i gates[:, i] * steerable_experts[i](x)``: [N, K, C] (zeros without experts)."""
@@ -177,8 +181,8 @@ class ESTUpdate(nn.Module):
             y = rotate_rows(rotation, y, inverse=True)  # D^T y: back to the input frame
         if not self.invariant_scalars:
             return y
-        scalars = self.scalar_branch(x[:, 0, :])  # invariant: unaffected by the rotation
-        return torch.cat([scalars[:, None, :], y[:, 1:, :]], dim=1)
+        scalars = self.scalar_branch(x.select(1, 0))  # invariant: unaffected by the rotation
+        return torch.cat([scalars.unsqueeze(1), y.narrow(1, 1, y.shape[1] - 1)], dim=1)
 
     def _grid_rotation(self, x: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor | None:
         """Per-node Wigner-D [N, K, K] turning x into the grid's frame, or None (fixed grid).

@@ -76,6 +76,6 @@ class SphericalExperts(nn.Module):
         n, s, _ = h.shape
         hidden = self.act(self.up(self.norm(h)))  # [N, S, n*H]
         hidden = hidden.view(n, s, self.num_experts, self.hidden_channels)
-        hidden = hidden * gates[:, None, :, None].to(hidden.dtype)
+        hidden = hidden * gates.to(hidden.dtype).unsqueeze(1).unsqueeze(-1)  # [N, 1, n, 1]
         out = self.down(hidden.view(n, s, -1))
-        return out + (gates.to(out.dtype) @ self.down_bias)[:, None, :]
+        return out + (gates.to(out.dtype) @ self.down_bias).unsqueeze(1)

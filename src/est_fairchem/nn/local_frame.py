@@ -50,18 +50,16 @@ class LocalFrame(nn.Module):
         self.eps = eps
         weights = torch.stack([torch.ones(channels), torch.linspace(-1.0, 1.0, channels)], dim=1)
         self.register_buffer("weights", weights, persistent=False)  # [C, 2]
-        self.register_buffer("rows", torch.tensor(_DEGREE_ONE_XYZ_ROWS), persistent=False)
-        # The fixed vectors added to a and b (x, y, z order), kept on the model's device.
-        self.register_buffer("fallback", torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]),
-                             persistent=False)
+        # The fixed vectors eps z and eps x added to a and b: columns of [3 (x, y, z), 2 (a, b)].
+        fallback = eps * torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]).T
+        self.register_buffer("fallback", fallback, persistent=False)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[N, (L+1)^2, C] -> [N, 3, 3] proper rotations whose rows turn with the input."""
-        vectors = x[:, self.rows, :] @ self.weights.to(x.dtype)  # [N, 3, 2]
-        fallback = self.eps * self.fallback.to(x.dtype)
-        a = vectors[..., 0] + fallback[0]  # [N, 3] (x, y, z)
-        b = vectors[..., 1] + fallback[1]
+        first, count = _DEGREE_ONE_XYZ_ROWS[0], len(_DEGREE_ONE_XYZ_ROWS)
+        vectors = x.narrow(1, first, count) @ self.weights.to(x.dtype) + self.fallback.to(x.dtype)
+        a, b = vectors.unbind(-1)  # [N, 3] each (x, y, z)
         e1 = a / torch.linalg.vector_norm(a, dim=-1, keepdim=True).clamp_min(self.eps**2)
         b = b - (b * e1).sum(-1, keepdim=True) * e1
         e2 = b / torch.linalg.vector_norm(b, dim=-1, keepdim=True).clamp_min(self.eps**2)

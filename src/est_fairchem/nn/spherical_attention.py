@@ -9,6 +9,35 @@ from torch.nn import functional as F
 from est_fairchem.sphere.transform import full_precision, full_precision_dtype
 
 
+def attention_bias(
+    points: torch.Tensor, log_weights: torch.Tensor | None, head_dim: int,
+    orientation_embedding: bool,
+) -> tuple[torch.Tensor | None, float]:
+    """The logit terms that do not depend on the features, as one [S, S] bias, and the scale.
+
+    Appending ``p_s`` to each query and ``p_t`` to each key (Eq. 13) adds ``p_s . p_t`` to
+    the dot product and widens the head to d + 3, so the logit of (s, t) is
+    ``(q_s . k_t + p_s . p_t) / sqrt(d + 3) + log w_t``. The second and third terms are fixed
+    by the grid: they are passed as one additive mask, the same function without
+    concatenating three channels to every query and key (the heads stay d wide, which
+    fused attention kernels need).
+
+    Args:
+        points: [S, 3] unit vectors; log_weights: [S] log quadrature weights, or None.
+    Returns:
+        ([S, S] bias or None, the scale of q . k).
+    """
+    width = head_dim + (3 if orientation_embedding else 0)
+    scale = width**-0.5
+    bias = None
+    if orientation_embedding:
+        bias = (points @ points.T) * scale
+    if log_weights is not None:
+        weights = log_weights.to(points.dtype)[None, :]
+        bias = weights.expand(points.shape[0], -1) if bias is None else bias + weights
+    return bias, scale
+
+
 def attend_on_sphere(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, points: torch.Tensor,
     log_weights: torch.Tensor | None, num_heads: int, orientation_embedding: bool,
@@ -18,24 +47,23 @@ def attend_on_sphere(
 
     Args:
         q, k, v: [N, S, C] projected queries, keys and values (C divisible by ``num_heads``).
-        points: [S, 3] unit vectors of the grid, appended to queries and keys per head when
-            ``orientation_embedding`` (Eq. 13).
+        points: [S, 3] unit vectors of the grid; with ``orientation_embedding`` each head
+            attends as if they were appended to its queries and keys (Eq. 13, see
+            :func:`attention_bias`).
         log_weights: [S] log quadrature weights added to the logits, or None.
         dropout_p: dropout of the attention weights.
     Returns:
         [N, S, C], computed in float32 (at least) even under autocast.
     """
     n, s, channels = q.shape
-    split = lambda t: t.view(n, s, num_heads, channels // num_heads).transpose(1, 2)  # noqa: E731
+    head_dim = channels // num_heads
+    split = lambda t: t.view(n, s, num_heads, head_dim).transpose(1, 2)  # noqa: E731
     dtype = full_precision_dtype(q)
     with full_precision(q.device):
         q, k, v = split(q.to(dtype)), split(k.to(dtype)), split(v.to(dtype))  # [N, H, S, d]
-        if orientation_embedding:
-            p = points.to(dtype).expand(n, num_heads, s, 3)
-            q = torch.cat([q, p], dim=-1)
-            k = torch.cat([k, p], dim=-1)
-        mask = None if log_weights is None else log_weights.to(dtype).expand(s, s)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        bias, scale = attention_bias(points.to(dtype), log_weights, head_dim, orientation_embedding)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p,
+                                             scale=scale)
     return out.transpose(1, 2).reshape(n, s, channels)
 
 
