@@ -185,7 +185,8 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
                and e.name not in host_names] if cuda else []
     leaf_ops = [e for e in events if e.name.startswith("aten::")
                 and e.name not in METADATA_OPS
-                and not any(c.name.startswith("aten::") for c in e.cpu_children)]
+                and not any(c.name.startswith("aten::") and c.name not in METADATA_OPS
+                            for c in e.cpu_children)]
 
     def in_optimizer(event) -> bool:
         while event is not None:
