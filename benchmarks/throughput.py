@@ -180,9 +180,8 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
     # Device-side mirrors of record_function ranges (e.g. "Optimizer.step#AdamW.step") span
     # idle gaps between kernels; they carry the name of a host event, kernels never do.
     host_names = {e.name for e in events if e.device_type == DeviceType.CPU}
-    kernels = [e for e in events if e.device_type == DeviceType.CUDA
-               and not getattr(e, "is_user_annotation", False)
-               and e.name not in host_names] if cuda else []
+    kernels = [e for e in events
+               if e.device_type == DeviceType.CUDA and e.name not in host_names] if cuda else []
     leaf_ops = [e for e in events if e.name.startswith("aten::")
                 and e.name not in METADATA_OPS
                 and not any(c.name.startswith("aten::") and c.name not in METADATA_OPS
@@ -209,6 +208,18 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
         "device_kernel_ms": sum(e.time_range.elapsed_us() for e in kernels) / 1e3,
         "top_ops": [{"name": e.key, "self_ms": self_us(e) / 1e3, "calls": e.count} for e in ops],
     }
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run (``--out`` left out)."""
+    words = ["python", "benchmarks/throughput.py"]
+    for key, value in vars(args).items():
+        flag = "--" + key.replace("_", "-")
+        if key == "est_option":
+            words += [f"{flag} {pair}" for pair in value]
+        elif key != "out" and value is not None and value is not False:
+            words.append(flag if value is True else f"{flag} {value}")
+    return " ".join(words)
 
 
 def main() -> None:
@@ -275,12 +286,7 @@ def main() -> None:
         results[name]["peak_cuda_mb"] = peak.get(name)
     natoms = float(np.mean([b.natoms.float().mean().item() for b in batches]))
     report = {
-        "command": "python benchmarks/throughput.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("out", "est_option", "amp", "kernel_profile", "control") and v is not None)
-            + (" --amp" if args.amp else "") + (" --kernel-profile" if args.kernel_profile else "")
-            + (" --control" if args.control else "")
-            + "".join(f" --est-option {pair}" for pair in args.est_option),
+        "command": command_line(args),
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"cpus": torch.get_num_threads(), "platform": platform.platform(),
                     "torch": torch.__version__, "device": str(device),

@@ -108,12 +108,13 @@ class EquiformerESTUpdate(nn.Module):
 
         ``batch`` [N] (system of each node) lets the grid rotate per system in training.
         """
-        gates = self.gate(u[:, : self.num_scalars])
+        gates = self.gate(u.narrow(1, 0, self.num_scalars))  # (narrow: no full-range slices)
         out = 0
         for i, expert in enumerate(self.steerable_experts):
             out = out + gates[:, i, None] * expert(u)
         if self.num_spherical > 0:
             v = irreps_to_coefficients(self.to_uniform(u), self.lmax, self.channels)
-            y = self.spherical.spherical_branch(v, gates[:, self.num_steerable :], batch)
+            spherical_gates = gates.narrow(1, self.num_steerable, self.num_spherical)
+            y = self.spherical.spherical_branch(v, spherical_gates, batch)
             out = out + self.from_uniform(coefficients_to_irreps(y, self.lmax))
         return out

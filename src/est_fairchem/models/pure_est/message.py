@@ -101,9 +101,9 @@ class ESTMessageBlock(nn.Module):
         """
         a = self.lin_src(x)[edge_src] + self.lin_dst(x)[edge_dst]  # [E, K, C]
         b = self.edge_lift(edge_radial, edge_sh).to(a.dtype)  # [E, K, C]
-        gates = self.gate(a[:, 0, :])
-        message = self.grid_message(a, b, gates[:, self.num_steerable :], batch[edge_dst],
-                                    num_nodes=x.shape[0])
+        gates = self.gate(a.select(1, 0))  # (select / narrow: no full-range slices in backward)
+        message = self.grid_message(a, b, gates.narrow(1, self.num_steerable, self.num_spherical),
+                                    batch[edge_dst], num_nodes=x.shape[0])
         for i, expert in enumerate(self.steerable_experts):
             message = message + gates[:, i, None, None].to(message.dtype) * expert(a)
         return scatter_sum(message, edge_dst, x.shape[0]) * self.scale
