@@ -593,7 +593,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     parser.add_argument("--plot", type=Path, default=None, help="PNG plot")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.timing_steps > args.train_steps:
+        parser.error(f"--timing-steps {args.timing_steps}: expected at most --train-steps "
+                     f"({args.train_steps}); the timed steps are the first training steps")
+    return args
 
 
 def run_variant(est: dict[str, Any], plain: dict, setup: Setup, partner: Trainer) -> dict:

@@ -167,8 +167,11 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
     the innermost ATen operators that compute (on any device; each launches about one kernel
     on a GPU), in all and outside the optimizer step (whose count on a CPU grows with the
     number of parameter tensors; CUDA's multi-tensor AdamW launches few kernels for all),
-    the host's waits for the device (CUDA ``*Synchronize`` calls, e.g. a tensor read back),
-    and the ``top`` operators by self time on the device (CPU time on CPU)."""
+    the ATen operators the host dispatches in forward + backward (called from Python or the
+    autograd engine, not from inside another operator; views included: each costs host time,
+    which sets the pace of a GPU step whose kernels are small), the host's waits for the
+    device (CUDA ``*Synchronize`` calls, e.g. a tensor read back), and the ``top`` operators
+    by self time on the device (CPU time on CPU)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -195,6 +198,8 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
         return False
 
     model_ops = [e for e in leaf_ops if not in_optimizer(e)]
+    dispatched = [e for e in events if e.name.startswith("aten::") and not in_optimizer(e)
+                  and not _has_aten_ancestor(e)]
 
     def self_us(event) -> float:
         return event.self_device_time_total if cuda else event.self_cpu_time_total
@@ -204,10 +209,20 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
         "device_kernels": len(kernels),
         "kernel_ops": len(leaf_ops),
         "kernel_ops_forward_backward": len(model_ops),
+        "dispatched_ops_forward_backward": len(dispatched),
         "host_syncs": sum("Synchronize" in e.name for e in events),
         "device_kernel_ms": sum(e.time_range.elapsed_us() for e in kernels) / 1e3,
         "top_ops": [{"name": e.key, "self_ms": self_us(e) / 1e3, "calls": e.count} for e in ops],
     }
+
+
+def _has_aten_ancestor(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -98,3 +98,10 @@ def test_variants_and_configs(bench, monkeypatch):
     assert bench.for_this_checkout(variants["sp2-fib64"]) == (
         {k: v for k, v in variants["sp2-fib64"].items() if k != "grid_frame"}, [])
     assert bench.for_this_checkout(variants["sp2-fib64-local"])[1] == ["grid_frame"]
+
+
+def test_more_timed_steps_than_training_steps_is_refused(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--train-steps", "10", "--timing-steps", "11"])
+    assert "--timing-steps 11: expected at most --train-steps (10)" in capsys.readouterr().err
+    assert bench.parse_args(["--train-steps", "10", "--timing-steps", "10"]).timing_steps == 10

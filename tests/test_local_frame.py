@@ -46,10 +46,15 @@ def _update_error(update: ESTUpdate, seed: int | None = None) -> float:
     return max(errors)
 
 
-def test_wigner_from_rotation_is_e3nns(float64):
+@pytest.mark.parametrize("lmax", [0, 1, 2, 4, 6])
+def test_wigner_from_rotation_is_e3nns(float64, lmax):
     rotations = o3.rand_matrix(4, dtype=torch.float64)
-    ours = WignerFromRotation(LMAX)(rotations)
-    assert torch.allclose(ours, block_wigner_d(LMAX, rotations), atol=1e-10)
+    ours = WignerFromRotation(lmax)(rotations)
+    assert ours.shape == (4, (lmax + 1) ** 2, (lmax + 1) ** 2)
+    assert torch.allclose(ours, block_wigner_d(lmax, rotations), atol=1e-10)
+    # D(R^T) = D(R)^T, here from a non-contiguous (transposed) input
+    inverse = WignerFromRotation(lmax)(rotations.transpose(1, 2))
+    assert torch.allclose(inverse, ours.transpose(1, 2), atol=1e-10)
 
 
 def test_frame_is_a_rotation_that_turns_with_the_features(float64):

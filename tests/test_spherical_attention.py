@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from est_fairchem.nn.spherical_attention import attend_on_sphere
+from est_fairchem.nn.spherical_attention import attend_on_sphere, attention_bias
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
 
@@ -37,7 +37,8 @@ def test_attention_matches_appended_orientation_vectors(num_heads, orientation_e
     points = transform.points.double()
     log_weights = transform.log_weights(torch.float64) if sampling == "lebedev" else None
     q, k, v = (3.0 * torch.randn(5, num_points, 32, dtype=torch.float64) for _ in range(3))
-    out = attend_on_sphere(q, k, v, points, log_weights, num_heads, orientation_embedding)
+    bias, scale = attention_bias(points, log_weights, 32 // num_heads, orientation_embedding)
+    out = attend_on_sphere(q, k, v, bias, scale, num_heads)
     reference = _appended_reference(q, k, v, points, log_weights, num_heads,
                                     orientation_embedding)
     assert out.shape == (5, num_points, 32)

@@ -17,7 +17,7 @@ def test_throughput_reports_ratio_and_noise_control(tmp_path):
     subprocess.run(
         [sys.executable, str(REPO / "benchmarks/throughput.py"), "--size", "small",
          "--batch-size", "1", "--batches", "1", "--rounds", "3", "--slab", "2,2,3",
-         "--control", "--out", str(out)],
+         "--control", "--kernel-profile", "--out", str(out)],
         check=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     report = json.loads(out.read_text())
     assert set(report["models"]) == {"est", "plain", "control"}
@@ -31,3 +31,8 @@ def test_throughput_reports_ratio_and_noise_control(tmp_path):
         assert math.isclose(report[key], expected["samples_per_s"] / models["plain"]["samples_per_s"])
     assert len(report["round_ratios"]) == 3
     assert all(0 < r < math.inf for r in report["round_ratios"])
+    for name in ("est", "plain"):
+        profile = models[name]["kernel_profile"]
+        # forward + backward is part of the step; the optimizer dispatches operators too
+        assert 0 < profile["kernel_ops_forward_backward"] < profile["kernel_ops"]
+        assert profile["dispatched_ops_forward_backward"] > 0

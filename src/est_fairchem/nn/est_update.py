@@ -20,11 +20,7 @@ import torch
 from torch import nn
 
 from est_fairchem.nn.experts import ExpertGate, SphericalExperts
-from est_fairchem.nn.grid_rotation import (
-    random_system_matrices,
-    random_system_rotations,
-    rotate_rows,
-)
+from est_fairchem.nn.grid_rotation import random_system_matrices, random_system_rotations
 from est_fairchem.nn.local_frame import LocalFrame, WignerFromRotation
 from est_fairchem.nn.spherical_attention import SphericalAttention
 from est_fairchem.sphere.points import sphere_points
@@ -169,20 +165,17 @@ class ESTUpdate(nn.Module):
         """
         # Under autocast the rotations, transforms and attention run in float32 with autocast
         # off (see sphere/transform.py); only the linear layers run in half precision.
+        # The grid's turn D (per node) enters the transforms' matrices: sampling D x on the
+        # fixed grid = sampling x on the turned grid; D^T brings the result back.
         rotation = self._grid_rotation(x, batch)
-        if rotation is not None:
-            # Sampling the rotated function on a fixed grid = sampling x on the rotated grid.
-            x = rotate_rows(rotation, x)
-        grid = self.transform.to_grid(x)
+        grid = self.transform.to_grid(x, rotation)
         grid = self.attention(grid, self.transform.points, self.transform.log_weights(grid.dtype))
         grid = self.spherical_experts(grid, gates)
-        y = self.transform.from_grid(grid)
-        if rotation is not None:
-            y = rotate_rows(rotation, y, inverse=True)  # D^T y: back to the input frame
         if not self.invariant_scalars:
-            return y
+            return self.transform.from_grid(grid, rotation)
+        y = self.transform.from_grid(grid, rotation, without_degree_zero=True)  # [N, K-1, C]
         scalars = self.scalar_branch(x.select(1, 0))  # invariant: unaffected by the rotation
-        return torch.cat([scalars.unsqueeze(1), y.narrow(1, 1, y.shape[1] - 1)], dim=1)
+        return torch.cat([scalars.unsqueeze(1), y], dim=1)
 
     def _grid_rotation(self, x: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor | None:
         """Per-node Wigner-D [N, K, K] turning x into the grid's frame, or None (fixed grid).

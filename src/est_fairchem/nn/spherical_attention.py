@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from est_fairchem.sphere.constants import memoized
 from est_fairchem.sphere.transform import full_precision, full_precision_dtype
 
 
@@ -38,19 +39,32 @@ def attention_bias(
     return bias, scale
 
 
+def memoized_attention_bias(
+    owner: nn.Module, points: torch.Tensor, log_weights: torch.Tensor | None, head_dim: int,
+    orientation_embedding: bool, dtype: torch.dtype,
+) -> tuple[torch.Tensor | None, float]:
+    """:func:`attention_bias` in ``dtype``, kept on ``owner`` between calls (the grid is fixed)."""
+    if not orientation_embedding and log_weights is None:
+        return attention_bias(points, log_weights, head_dim, orientation_embedding)
+    sources = (points,) if log_weights is None else (points, log_weights)
+    scale = (head_dim + (3 if orientation_embedding else 0)) ** -0.5
+    bias = memoized(
+        owner, "attention_bias", sources, (dtype, head_dim, orientation_embedding),
+        lambda: attention_bias(points.to(dtype), log_weights, head_dim,
+                               orientation_embedding)[0].contiguous())
+    return bias, scale
+
+
 def attend_on_sphere(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, points: torch.Tensor,
-    log_weights: torch.Tensor | None, num_heads: int, orientation_embedding: bool,
-    dropout_p: float = 0.0,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, scale: float,
+    num_heads: int, dropout_p: float = 0.0,
 ) -> torch.Tensor:
     """Multi-head attention of each query point over the key points of the same grid.
 
     Args:
         q, k, v: [N, S, C] projected queries, keys and values (C divisible by ``num_heads``).
-        points: [S, 3] unit vectors of the grid; with ``orientation_embedding`` each head
-            attends as if they were appended to its queries and keys (Eq. 13, see
-            :func:`attention_bias`).
-        log_weights: [S] log quadrature weights added to the logits, or None.
+        bias, scale: the [S, S] logit bias (or None) and the scale of q . k, from
+            :func:`attention_bias` (orientation embedding, Eq. 13, and log quadrature weights).
         dropout_p: dropout of the attention weights.
     Returns:
         [N, S, C], computed in float32 (at least) even under autocast.
@@ -61,9 +75,9 @@ def attend_on_sphere(
     dtype = full_precision_dtype(q)
     with full_precision(q.device):
         q, k, v = split(q.to(dtype)), split(k.to(dtype)), split(v.to(dtype))  # [N, H, S, d]
-        bias, scale = attention_bias(points.to(dtype), log_weights, head_dim, orientation_embedding)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p,
-                                             scale=scale)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=None if bias is None else bias.to(dtype), dropout_p=dropout_p,
+            scale=scale)
     return out.transpose(1, 2).reshape(n, s, channels)
 
 
@@ -108,5 +122,6 @@ class SphericalAttention(nn.Module):
             [N, S, C].
         """
         q, k, v = self.qkv(self.norm(f)).chunk(3, dim=-1)
-        return attend_on_sphere(q, k, v, points, log_weights, self.num_heads,
-                                self.orientation_embedding)
+        bias, scale = memoized_attention_bias(self, points, log_weights, self.head_dim,
+                                              self.orientation_embedding, full_precision_dtype(q))
+        return attend_on_sphere(q, k, v, bias, scale, self.num_heads)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from est_fairchem.sphere.constants import memoized
 from est_fairchem.sphere.points import SpherePoints
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
@@ -126,20 +127,52 @@ class SphericalTransform(nn.Module):
         self.register_buffer("weights", weights, persistent=False)
         self.uniform_weights = points.is_uniform
 
-    def to_grid(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, K, C] steerable -> [N, S, C] grid, in float32 under autocast."""
+    def _matrix(self, name: str, dtype: torch.dtype, first_row: int = 0) -> torch.Tensor:
+        """Buffer ``name`` (rows ``first_row:``) in ``dtype``, kept between calls."""
+        source = getattr(self, name)
+        return memoized(self, f"{name}[{first_row}:]", (source,), dtype,
+                        lambda: source[first_row:].to(dtype).contiguous())
+
+    def to_grid(self, x: torch.Tensor, rotation: torch.Tensor | None = None) -> torch.Tensor:
+        """[N, K, C] steerable -> [N, S, C] grid, in float32 under autocast.
+
+        ``rotation``: per-row Wigner-D [N, K, K] without gradient, or None. Given, each row is
+        sampled after turning it by its D (``Y_P D x``), as one batched product with the
+        per-row matrices ``Y_P D`` [N, S, K].
+        """
         dtype = full_precision_dtype(x)
         with full_precision(x.device):
-            return torch.einsum("sk,nkc->nsc", self.to_grid_mat.to(dtype), x.to(dtype))
+            matrix = self._matrix("to_grid_mat", dtype)  # [S, K]
+            if rotation is not None:
+                matrix = matrix @ rotation.to(dtype)  # [N, S, K]
+            return torch.matmul(matrix, x.to(dtype))
 
-    def from_grid(self, f: torch.Tensor) -> torch.Tensor:
-        """[N, S, C] grid -> [N, K, C] steerable, in float32 under autocast."""
+    def from_grid(
+        self, f: torch.Tensor, rotation: torch.Tensor | None = None,
+        without_degree_zero: bool = False,
+    ) -> torch.Tensor:
+        """[N, S, C] grid -> [N, K, C] steerable, in float32 under autocast.
+
+        ``rotation``: per-row Wigner-D [N, K, K] without gradient, or None. Given, the result
+        is turned back by ``D^T`` (undoing :meth:`to_grid`'s turn), as one batched product
+        with the per-row matrices ``D^T Y_P^+`` [N, K, S]. ``without_degree_zero``: leave out
+        row 0 (the degree-0 coefficient): [N, K - 1, C].
+        """
         dtype = full_precision_dtype(f)
+        first = 1 if without_degree_zero else 0
         with full_precision(f.device):
-            return torch.einsum("ks,nsc->nkc", self.from_grid_mat.to(dtype), f.to(dtype))
+            matrix = self._matrix("from_grid_mat", dtype, first)  # [K - first, S]
+            if rotation is not None:
+                # D is block diagonal with D_0 = 1, so rows 1: of D^T M take only rows 1: of M
+                rows = matrix.shape[0]
+                turn = rotation.to(dtype).narrow(1, first, rows).narrow(2, first, rows)
+                matrix = turn.transpose(1, 2) @ matrix  # [N, K - first, S]
+            return torch.matmul(matrix, f.to(dtype))
 
     def log_weights(self, dtype: torch.dtype) -> torch.Tensor | None:
         """[S] log quadrature weights for the attention logits, or None for a uniform set."""
         if self.uniform_weights:
             return None
-        return torch.log(self.weights * (self.num_points / (4.0 * np.pi))).to(dtype)
+        scale = self.num_points / (4.0 * np.pi)
+        return memoized(self, "log_weights", (self.weights,), dtype,
+                        lambda: torch.log(self.weights * scale).to(dtype))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from est_fairchem.nn.spherical_attention import attend_on_sphere
+from est_fairchem.nn.spherical_attention import attend_on_sphere, memoized_attention_bias
+from est_fairchem.sphere.transform import full_precision_dtype
 
 
 class SphericalCrossAttention(nn.Module):
@@ -57,6 +58,7 @@ class SphericalCrossAttention(nn.Module):
         """
         q = self.q(self.norm_q(f_q))
         k, v = self.kv(self.norm_kv(f_kv)).chunk(2, dim=-1)
-        return attend_on_sphere(q, k, v, points, log_weights, self.num_heads,
-                                self.orientation_embedding,
+        bias, scale = memoized_attention_bias(self, points, log_weights, self.head_dim,
+                                              self.orientation_embedding, full_precision_dtype(q))
+        return attend_on_sphere(q, k, v, bias, scale, self.num_heads,
                                 dropout_p=self.dropout if self.training else 0.0)

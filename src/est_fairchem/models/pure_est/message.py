@@ -126,6 +126,9 @@ class ESTMessageBlock(nn.Module):
                 max_systems=num_nodes,
             )
             a, b = rotate_rows(rotation, a), rotate_rows(rotation, b)  # x on the rotated grid
+        # (Per edge, the coefficients are turned rather than folding D into the transforms as
+        # the node-level update does: that would keep [E, S, K] matrices for backward instead
+        # of one [E, K, K].)
         f_q, f_kv = self.transform.to_grid(a), self.transform.to_grid(b)
         h = self.attention(f_q, f_kv, self.transform.points, self.transform.log_weights(f_q.dtype))
         if self.query_residual:
