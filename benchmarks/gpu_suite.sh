@@ -23,7 +23,7 @@ run() {
     shift
     echo "== $name: $*"
     if "$python" "$@" --out "$out/$name.json" > "$out/$name.log" 2>&1; then
-        grep -E '"ratio_(samples_per_s|peak_cuda|control)"|step_flop_ratio' "$out/$name.json"
+        grep -E '"ratio_(samples_per_s|peak_cuda|control)"|step_flop_ratio|dispatched_ops' "$out/$name.json"
     else
         echo "   failed: see $out/$name.log"
     fi
