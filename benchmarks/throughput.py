@@ -225,9 +225,9 @@ def _has_aten_ancestor(event) -> bool:
     return False
 
 
-def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces this run (``--out`` left out)."""
-    words = ["python", "benchmarks/throughput.py"]
+def command_line(args: argparse.Namespace, script: str = "benchmarks/throughput.py") -> str:
+    """The command that reproduces this run of ``script`` (``--out`` left out)."""
+    words = ["python", script]
     for key, value in vars(args).items():
         flag = "--" + key.replace("_", "-")
         if key == "est_option":
