@@ -32,14 +32,11 @@ def molecule_batch():
     """One EMT-labelled CO molecule (1.15 A bond) in a periodic 20 A box, collated."""
     from ase import Atoms
     from ase.calculators.emt import EMT
-    from fairchem.core.datasets import data_list_collater
-    from fairchem.core.preprocessing import AtomsToGraphs
 
     atoms = Atoms("CO", positions=[[10.0, 10.0, 10.0], [10.0, 10.0, 11.15]],
                   cell=[20.0, 20.0, 20.0], pbc=True)
     atoms.calc = EMT()
-    a2g = AtomsToGraphs(r_energy=True, r_forces=True, r_fixed=True, r_edges=False, r_pbc=True)
-    return data_list_collater([a2g.convert(atoms)], otf_graph=True)
+    return throughput.collate_labelled([atoms])
 
 
 def forward_backward_seconds(model: torch.nn.Module, batch) -> float:

@@ -53,24 +53,31 @@ REPO = Path(__file__).resolve().parents[1]
 def make_batches(num_batches: int, batch_size: int, slab_size: tuple[int, int, int], seed: int):
     """Collated fairchem batches of EMT-labelled slab + adsorbate systems (graphs on the fly)."""
     from ase.calculators.emt import EMT
-    from fairchem.core.datasets import data_list_collater
-    from fairchem.core.preprocessing import AtomsToGraphs
 
     from est_fairchem.data.demo_s2ef import TRAIN_ADSORBATES, TRAIN_METALS, make_slab_with_adsorbate
 
     rng = np.random.default_rng(seed)
-    a2g = AtomsToGraphs(r_energy=True, r_forces=True, r_fixed=True, r_edges=False, r_pbc=True)
     batches = []
     for _ in range(num_batches):
-        samples = []
+        systems = []
         for _ in range(batch_size):
             atoms = make_slab_with_adsorbate(
                 TRAIN_METALS[rng.integers(len(TRAIN_METALS))],
                 TRAIN_ADSORBATES[rng.integers(len(TRAIN_ADSORBATES))], rng, slab_size)
             atoms.calc = EMT()
-            samples.append(a2g.convert(atoms))
-        batches.append(data_list_collater(samples, otf_graph=True))
+            systems.append(atoms)
+        batches.append(collate_labelled(systems))
     return batches
+
+
+def collate_labelled(systems: list):
+    """One fairchem batch (graphs built on the fly) of ASE atoms with a calculator attached:
+    energies, forces, fixed flags and cells, as fairchem's S2EF LMDBs hold them."""
+    from fairchem.core.datasets import data_list_collater
+    from fairchem.core.preprocessing import AtomsToGraphs
+
+    a2g = AtomsToGraphs(r_energy=True, r_forces=True, r_fixed=True, r_edges=False, r_pbc=True)
+    return data_list_collater([a2g.convert(atoms) for atoms in systems], otf_graph=True)
 
 
 def build(config_path: str, device: torch.device, seed: int,
@@ -191,15 +198,11 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
                             for c in e.cpu_children)]
 
     def in_optimizer(event) -> bool:
-        while event is not None:
-            if event.name.startswith("Optimizer.step"):
-                return True
-            event = event.cpu_parent
-        return False
+        return _has_ancestor(event, "Optimizer.step")
 
     model_ops = [e for e in leaf_ops if not in_optimizer(e)]
     dispatched = [e for e in events if e.name.startswith("aten::") and not in_optimizer(e)
-                  and not _has_aten_ancestor(e)]
+                  and not _has_ancestor(e, "aten::")]
 
     def self_us(event) -> float:
         return event.self_device_time_total if cuda else event.self_cpu_time_total
@@ -216,10 +219,11 @@ def kernel_profile(model, optimizer, batch, device, amp: bool, scaler, top: int 
     }
 
 
-def _has_aten_ancestor(event) -> bool:
+def _has_ancestor(event, prefix: str) -> bool:
+    """Whether an enclosing host event of the profiler's ``event`` is named ``prefix...``."""
     parent = event.cpu_parent
     while parent is not None:
-        if parent.name.startswith("aten::"):
+        if parent.name.startswith(prefix):
             return True
         parent = parent.cpu_parent
     return False

@@ -74,3 +74,25 @@ def test_training_after_inference_mode_still_backpropagates(grid_frame):
     out.square().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     assert torch.allclose(out, expected, atol=1e-5)
+
+
+def test_attention_bias_kept_under_autocast_is_full_precision():
+    """The bias first computed inside ``torch.autocast`` is the float32 one, not autocast's
+    half-precision product of the point vectors."""
+    from est_fairchem.nn.spherical_attention import (
+        SphericalAttention,
+        attention_bias,
+        memoized_attention_bias,
+    )
+
+    torch.manual_seed(0)
+    transform = SphericalTransform(LMAX, sphere_points("lebedev", 86))
+    attention = SphericalAttention(16, num_heads=2)
+    log_weights = transform.log_weights(torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        attention(torch.randn(3, 86, 16), transform.points, log_weights)
+        kept, _ = memoized_attention_bias(attention, transform.points, log_weights, 8, True,
+                                          torch.float32)
+    expected, _ = attention_bias(transform.points.float(), log_weights, 8, True)
+    assert kept.dtype == torch.float32
+    assert torch.allclose(kept, expected, rtol=0, atol=1e-6)

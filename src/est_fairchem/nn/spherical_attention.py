@@ -10,6 +10,11 @@ from est_fairchem.sphere.constants import memoized
 from est_fairchem.sphere.transform import full_precision, full_precision_dtype
 
 
+def attention_scale(head_dim: int, orientation_embedding: bool) -> float:
+    """1 / sqrt(width) of each head, widened by 3 when point vectors are appended (Eq. 13)."""
+    return (head_dim + (3 if orientation_embedding else 0)) ** -0.5
+
+
 def attention_bias(
     points: torch.Tensor, log_weights: torch.Tensor | None, head_dim: int,
     orientation_embedding: bool,
@@ -28,8 +33,7 @@ def attention_bias(
     Returns:
         ([S, S] bias or None, the scale of q . k).
     """
-    width = head_dim + (3 if orientation_embedding else 0)
-    scale = width**-0.5
+    scale = attention_scale(head_dim, orientation_embedding)
     bias = None
     if orientation_embedding:
         bias = (points @ points.T) * scale
@@ -44,14 +48,19 @@ def memoized_attention_bias(
     orientation_embedding: bool, dtype: torch.dtype,
 ) -> tuple[torch.Tensor | None, float]:
     """:func:`attention_bias` in ``dtype``, kept on ``owner`` between calls (the grid is fixed)."""
+    scale = attention_scale(head_dim, orientation_embedding)
     if not orientation_embedding and log_weights is None:
-        return attention_bias(points, log_weights, head_dim, orientation_embedding)
+        return None, scale
     sources = (points,) if log_weights is None else (points, log_weights)
-    scale = (head_dim + (3 if orientation_embedding else 0)) ** -0.5
-    bias = memoized(
-        owner, "attention_bias", sources, (dtype, head_dim, orientation_embedding),
-        lambda: attention_bias(points.to(dtype), log_weights, head_dim,
-                               orientation_embedding)[0].contiguous())
+
+    def make() -> torch.Tensor:
+        with full_precision(points.device):  # p_s . p_t in ``dtype``, not autocast's
+            bias, _ = attention_bias(points.to(dtype), log_weights, head_dim,
+                                     orientation_embedding)
+        return bias.contiguous()
+
+    bias = memoized(owner, "attention_bias", sources, (dtype, head_dim, orientation_embedding),
+                    make)
     return bias, scale
 
 
@@ -63,7 +72,8 @@ def attend_on_sphere(
 
     Args:
         q, k, v: [N, S, C] projected queries, keys and values (C divisible by ``num_heads``).
-        bias, scale: the [S, S] logit bias (or None) and the scale of q . k, from
+        bias, scale: the [S, S] logit bias (or None), in the dtype the attention runs in
+            (``full_precision_dtype(q)``), and the scale of q . k, from
             :func:`attention_bias` (orientation embedding, Eq. 13, and log quadrature weights).
         dropout_p: dropout of the attention weights.
     Returns:
@@ -76,8 +86,7 @@ def attend_on_sphere(
     with full_precision(q.device):
         q, k, v = split(q.to(dtype)), split(k.to(dtype)), split(v.to(dtype))  # [N, H, S, d]
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=None if bias is None else bias.to(dtype), dropout_p=dropout_p,
-            scale=scale)
+            q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
     return out.transpose(1, 2).reshape(n, s, channels)
 
 
