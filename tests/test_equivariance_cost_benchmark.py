@@ -105,3 +105,44 @@ def test_more_timed_steps_than_training_steps_is_refused(bench, capsys):
         bench.parse_args(["--train-steps", "10", "--timing-steps", "11"])
     assert "--timing-steps 11: expected at most --train-steps (10)" in capsys.readouterr().err
     assert bench.parse_args(["--train-steps", "10", "--timing-steps", "10"]).timing_steps == 10
+
+
+def test_symmetric_set_is_unrattled_and_symmetric(bench):
+    """The symmetric set is what it claims: CO exactly above a surface atom, and crystals whose
+    forces vanish by symmetry (a Lennard-Jones pair potential: below 1e-10 eV/A), so a per-node
+    frame is undefined there."""
+    import numpy as np
+    from ase.calculators.lj import LennardJones
+
+    slab, copper, salt = bench.symmetric_structures(3, seed=0)
+    carbon = slab.positions[slab.get_chemical_symbols().index("C")]
+    top_layer = slab.positions[slab.positions[:, 2] > slab.positions[:27, 2].max() - 0.1][:9]
+    assert np.min(np.linalg.norm(top_layer[:, :2] - carbon[:2], axis=1)) < 1e-9
+    for crystal in (copper, salt):
+        crystal.calc = LennardJones(sigma=2.3, rc=6.0)
+        forces = crystal.get_forces()
+        rattled = crystal.copy()
+        rattled.rattle(0.05, seed=1)
+        rattled.calc = LennardJones(sigma=2.3, rc=6.0)
+        assert np.abs(forces).max() < 1e-10 < np.abs(rattled.get_forces()).max()
+    assert len(bench.symmetric_structures(2, seed=0)) == 2
+
+
+def test_symmetric_set_compares_absolute_forces(bench):
+    assert bench.force_key("symmetric") == "force_abs_max"
+    assert bench.force_key("rattled") == "force_max"
+    errors = {"energy_max": 1e-6, "force_max": 9.0, "force_abs_max": 1e-5}
+    model = {"parameters": 1000, "random": errors, "trained": errors, "eval_loss": 1.0}
+    report = {"settings": {"structure_set": "symmetric"}, "plain": {**model, "cost_ratio": 1.0},
+              "variants": {"v": {**model, "cost_ratio": 0.9}}}
+    text = bench.table(report)
+    assert "F err random (eV/A)" in text and "1.0e-05" in text and "9.0e+00" not in text
+    worse = {**errors, "force_max": 99.0}  # a worse relative force error does not count here
+    assert bench.meets({**model, "random": worse, "trained": worse, "cost_ratio": 0.9},
+                       report["plain"], "force_abs_max")
+
+
+def test_structure_count_is_checked_per_set(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--structure-set", "symmetric", "--structures", "4"])
+    assert "expected 1 to 3 for --structure-set symmetric" in capsys.readouterr().err

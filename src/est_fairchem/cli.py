@@ -96,12 +96,19 @@ def _check_equivariance(args: argparse.Namespace) -> int:
     print(f"checkpoint: {result['checkpoint'] or 'none (random weights, seed ' + str(args.seed) + ')'}")
     print(f"structure:  {result['structure']} ({result['atoms']} atoms), float64, eval mode")
     print(f"energy relative error over {result['rotations']} rotations: "
-          f"max {result['energy_error_max']:.2e}, mean {result['energy_error_mean']:.2e}")
+          f"max {result['energy_error_max']:.2e}, mean {result['energy_error_mean']:.2e}"
+          f" (largest change {result['energy_abs_error_max']:.2e} eV of {result['energy']:.4g} eV)")
     if result["force_error_max"] is None:
         print("forces: not predicted by this model")
-    else:
-        print(f"force relative error over {result['rotations']} rotations:  "
-              f"max {result['force_error_max']:.2e}, mean {result['force_error_mean']:.2e}")
+        return 0
+    print(f"force relative error over {result['rotations']} rotations:  "
+          f"max {result['force_error_max']:.2e}, mean {result['force_error_mean']:.2e}"
+          f" (largest component change {result['force_abs_error_max']:.2e} eV/A;"
+          f" mean |F| {result['force_mean_abs']:.2e} eV/A)")
+    if result["forces_at_noise_level"]:
+        print("note: this structure's forces are no larger than their change under rotation "
+              "(a symmetric structure, whose forces should vanish?), so the relative force error "
+              "is not meaningful; compare the component change in eV/A between models")
     return 0
 
 

@@ -86,22 +86,33 @@ def _check(
         return _output(out, "energy").reshape(-1), _output(out, "forces")
 
     energy, forces = predict(atoms)
-    energy_errors, force_errors = [], []
+    energy_errors, force_errors, energy_shifts, force_shifts = [], [], [], []
     for _ in range(rotations):
         rotation = o3.rand_matrix(dtype=torch.float64)  # seeded above, after the weights
         energy_r, forces_r = predict(rotated(atoms, rotation.numpy()))
         energy_errors.append(relative_error(energy_r, energy))
+        energy_shifts.append(float((energy_r - energy).abs().max()))
         if forces is not None:
-            force_errors.append(relative_error(forces_r, forces @ rotation.T))
+            expected = forces @ rotation.T
+            force_errors.append(relative_error(forces_r, expected))
+            force_shifts.append(float((forces_r - expected).abs().max()))
+    force_scale = float(forces.abs().mean()) if forces is not None else None
     return {
         "config": str(config_path),
         "checkpoint": str(checkpoint) if checkpoint else None,
         "structure": str(structure) if structure else "made Cu(111) + CO slab",
         "atoms": len(atoms),
         "rotations": rotations,
+        "energy": float(energy.sum()),
         "energy_error_max": max(energy_errors),
         "energy_error_mean": sum(energy_errors) / rotations,
+        "energy_abs_error_max": max(energy_shifts),
         "force_error_max": max(force_errors) if force_errors else None,
         "force_error_mean": sum(force_errors) / rotations if force_errors else None,
+        "force_abs_error_max": max(force_shifts) if force_shifts else None,
+        "force_mean_abs": force_scale,
+        # True when the forces are no larger than their change under rotation, as on a perfect
+        # crystal, whose forces vanish by symmetry: the relative error is then meaningless.
+        "forces_at_noise_level": force_scale is not None and force_scale <= max(force_shifts),
     }
 
