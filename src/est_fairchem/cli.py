@@ -90,11 +90,12 @@ def _count_params(args: argparse.Namespace) -> int:
 def _check_equivariance(args: argparse.Namespace) -> int:
     from est_fairchem.tools.check_equivariance import check_equivariance
 
+    print(f"config:     {args.config}")
+    print(f"checkpoint: {args.checkpoint or 'none (random weights, seed ' + str(args.seed) + ')'}",
+          flush=True)
     result = check_equivariance(args.config, args.checkpoint, args.structure,
-                                rotations=args.rotations, seed=args.seed)
-    print(f"config:     {result['config']}")
-    print(f"checkpoint: {result['checkpoint'] or 'none (random weights, seed ' + str(args.seed) + ')'}")
-    print(f"structure:  {result['structure']} ({result['atoms']} atoms), float64, eval mode")
+                                rotations=args.rotations, seed=args.seed,
+                                progress=lambda line: print(line, flush=True))
     print(f"energy relative error over {result['rotations']} rotations: "
           f"max {result['energy_error_max']:.2e}, mean {result['energy_error_mean']:.2e}"
           f" (largest change {result['energy_abs_error_max']:.2e} eV of {result['energy']:.4g} eV)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -46,29 +47,47 @@ def load_checkpoint_weights(model: torch.nn.Module, checkpoint: Path) -> None:
         )
 
 
+def read_structure(path: Path):
+    """The first structure of an ASE-readable file, with errors that name the file."""
+    from ase.io import read
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"structure file not found: {path}")
+    try:
+        atoms = read(path)
+    except Exception as error:  # ASE raises many types for unreadable files
+        raise ValueError(f"{path}: ASE cannot read a structure from it ({error})") from error
+    if len(atoms) == 0:
+        raise ValueError(f"{path}: the structure has no atoms")
+    return atoms
+
+
 def check_equivariance(
     config_path: Path, checkpoint: Path | None = None, structure: Path | None = None,
-    rotations: int = 5, seed: int = 0,
+    rotations: int = 5, seed: int = 0, progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Relative energy and force errors under ``rotations`` random rotations (max and mean).
 
     Runs with torch's default dtype set to float64 (fairchem's EquiformerV2 creates some
-    tensors in the default dtype), restored afterwards.
+    tensors in the default dtype), restored afterwards. ``progress``, if given, receives one
+    line naming the structure and its edge count before the model runs (memory and time grow
+    with the edges: a 12 A cutoff in a metal gives hundreds per atom).
     """
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        return _check(config_path, checkpoint, structure, rotations, seed)
+        return _check(config_path, checkpoint, structure, rotations, seed, progress)
     finally:
         torch.set_default_dtype(previous)
 
 
 def _check(
-    config_path: Path, checkpoint: Path | None, structure: Path | None, rotations: int, seed: int
+    config_path: Path, checkpoint: Path | None, structure: Path | None, rotations: int, seed: int,
+    progress: Callable[[str], None] | None,
 ) -> dict:
-    from ase.io import read
     from e3nn import o3
 
+    atoms = read_structure(structure) if structure is not None else made_slab()
     config = copy.deepcopy(load_config(config_path))
     config["model"]["otf_graph"] = False
     backbone = config["model"].get("backbone", config["model"])
@@ -79,12 +98,16 @@ def _check(
     if checkpoint is not None:
         load_checkpoint_weights(model, checkpoint)
     model = model.double().eval()
-    atoms = read(structure) if structure is not None else made_slab()
 
     def predict(structure_atoms):
         out = model(graph_batch([structure_atoms], radius))
         return _output(out, "energy").reshape(-1), _output(out, "forces")
 
+    edges = int(graph_batch([atoms], radius).edge_index.shape[1])
+    name = str(structure) if structure else "made Cu(111) + CO slab"
+    if progress is not None:
+        progress(f"structure:  {name} ({len(atoms)} atoms, {edges} edges: every neighbour "
+                 f"within {radius:g} A), float64, eval mode")
     energy, forces = predict(atoms)
     energy_errors, force_errors, energy_shifts, force_shifts = [], [], [], []
     for _ in range(rotations):
@@ -100,8 +123,9 @@ def _check(
     return {
         "config": str(config_path),
         "checkpoint": str(checkpoint) if checkpoint else None,
-        "structure": str(structure) if structure else "made Cu(111) + CO slab",
+        "structure": name,
         "atoms": len(atoms),
+        "edges": edges,
         "rotations": rotations,
         "energy": float(energy.sum()),
         "energy_error_max": max(energy_errors),
