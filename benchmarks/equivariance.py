@@ -21,7 +21,6 @@ the pure EST backbone arrives with the QM9 issue, so stacks of update blocks sta
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
@@ -33,6 +32,7 @@ from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.sphere.points import lebedev_point_counts
 from est_fairchem.sphere.transform import min_sphere_points
 from est_fairchem.testing import relative_error, rotate_steerable
+from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
 
 SAMPLINGS = (("fibonacci", 0), ("fibonacci", 500), ("lebedev", 0), ("latlong", 0))
 
@@ -131,7 +131,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="PNG: error against block time")
+    add_overwrite_option(parser)
     args = parser.parse_args()
+    refuse_existing(parser, [args.out, args.plot], args.overwrite)
 
     rows = []
     for lmax in args.lmax:
@@ -163,8 +165,7 @@ def main() -> None:
         "rows": rows,
     }
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
     if args.plot:
         plot(rows, args.plot)
 

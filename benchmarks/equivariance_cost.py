@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import copy
 import importlib.util
-import json
 import os
 import platform
 import statistics
@@ -53,6 +52,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 from torch import nn
+
+from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 PLAIN_BACKBONE = "fairchem.core.models.equiformer_v2.equiformer_v2.EquiformerV2Backbone"
@@ -631,7 +632,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     parser.add_argument("--plot", type=Path, default=None, help="PNG plot")
+    add_overwrite_option(parser)
     args = parser.parse_args(argv)
+    refuse_existing(parser, [args.out, args.plot], args.overwrite)
     most = {"rattled": 4, "symmetric": 3}[args.structure_set]
     if not 1 <= args.structures <= most:
         parser.error(f"--structures {args.structures}: expected 1 to {most} for "
@@ -701,8 +704,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"at or below EqV2's errors and <= 1.0x cost: {report['meets_both'] or 'none'}; "
           f"total {report['seconds'] / 60:.1f} min")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
     if args.plot:
         plot(report, args.plot)
     return report

@@ -34,7 +34,6 @@ settings run in ``--workers`` processes of one thread each.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -62,6 +61,7 @@ from est_fairchem.models.pure_est.message import ESTMessageBlock
 from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
+from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
 
 MODELS = (("est", "coefficients"), ("est", "grid"), ("tfn", "coefficients"))
 CUTOFF = 2.0  # Bessel-basis cutoff (all edges have length 1)
@@ -568,7 +568,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="processes (one thread each)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
-    return parser.parse_args(argv)
+    add_overwrite_option(parser)
+    args = parser.parse_args(argv)
+    refuse_existing(parser, [args.out, args.plot], args.overwrite)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -613,8 +616,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     print(f"total {report['total_seconds']:.0f} s")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
     if args.plot:
         plot(results, args.plot, args.points)
 

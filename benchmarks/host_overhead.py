@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput  # noqa: E402  (this folder's benchmark: configs, model building, loss)
 
@@ -52,7 +54,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--steps", type=int, default=40, help="timed steps per model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
+    add_overwrite_option(parser)
     args = parser.parse_args(argv)
+    refuse_existing(parser, [args.out], args.overwrite)
     if args.steps < 2:
         parser.error(f"--steps {args.steps}: expected at least 2")
 
@@ -81,8 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(json.dumps(report, indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
     return report
 
 

@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -201,7 +203,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    add_overwrite_option(parser)
     args = parser.parse_args()
+    refuse_existing(parser, [args.out], args.overwrite)
 
     throughput = _throughput_module()
     device = torch.device(args.device)
@@ -228,8 +232,7 @@ def main() -> None:
     }
     print(json.dumps(report, indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
 
 
 if __name__ == "__main__":

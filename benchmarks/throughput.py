@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+
 CONFIGS = {
     "small": ("configs/oc20/s2ef/demo/est_eqv2_demo.yml", "configs/oc20/s2ef/demo/eqv2_demo.yml"),
     "paper": ("configs/oc20/s2ef/all/est_eqv2_N@8_L@4_M@2_45M.yml",
@@ -259,7 +261,9 @@ def main() -> None:
     parser.add_argument("--control", action="store_true",
                         help="also time a second copy of the plain model (noise control)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
+    add_overwrite_option(parser)
     args = parser.parse_args()
+    refuse_existing(parser, [args.out], args.overwrite)
     est_options = parse_est_options(args.est_option)
 
     device = torch.device(args.device)
@@ -324,8 +328,7 @@ def main() -> None:
         report["ratio_peak_cuda"] = peak["est"] / peak["plain"]
     print(json.dumps(report, indent=2))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.out, report)
 
 
 if __name__ == "__main__":
