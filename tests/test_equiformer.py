@@ -203,3 +203,39 @@ def test_bad_options_fail_naming_the_key():
         _model({"num_expert": 3})
     with pytest.raises(ESTConfigError, match="steerable_hidden_channels"):
         _model({**SMALL_EST, "steerable_hidden_channels": 8})
+
+
+def _saved_bytes(model, batch) -> int:
+    saved: list[int] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.nbytes) or t,
+                                                  lambda t: t):
+        model(batch)["energy"]["energy"].sum()
+    return sum(saved)
+
+
+def test_recompute_update_gives_the_same_gradients_and_keeps_less(float64):
+    """``est.recompute_update`` on Equiformer: in training (random grid rotations on) the
+    update runs again in backward with the same rotation, so the gradients equal the stored
+    forward's, while autograd keeps less."""
+    est = {**SMALL_EST, "random_grid_rotation": True}
+    stored_model = build(equiformer_config(est, alpha_drop=0.0, drop_path_rate=0.0)).double().train()
+    recompute_model = build(equiformer_config({**est, "recompute_update": True}, alpha_drop=0.0,
+                                              drop_path_rate=0.0)).double().train()
+    recompute_model.load_state_dict(stored_model.state_dict())
+    assert all(b.update.recompute for b in recompute_model.backbone.blocks)
+    batch = graph_batch([made_slab(), made_slab(seed=4)], RADIUS)
+
+    def gradients(model):
+        torch.manual_seed(11)
+        model.zero_grad()
+        model(batch)["energy"]["energy"].square().sum().backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    stored, recomputed = gradients(stored_model), gradients(recompute_model)
+    assert stored.keys() == recomputed.keys() and len(stored) > 10
+    for name, grad in stored.items():
+        assert torch.allclose(recomputed[name], grad, rtol=1e-9, atol=1e-12), name
+    torch.manual_seed(11)
+    kept = _saved_bytes(recompute_model, batch)
+    torch.manual_seed(11)
+    assert kept < 0.8 * _saved_bytes(stored_model, batch)

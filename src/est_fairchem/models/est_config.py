@@ -61,7 +61,7 @@ class ESTConfig:
             (spec §3.4); never in eval.
         recompute_update: in training, recompute the update block in backward instead of
             storing its activations (``torch.utils.checkpoint``): less memory, one more
-            forward of the update per step. EquiformerV2 and pure EST backbones.
+            forward of the update per step. Every backbone (EquiformerV2, Equiformer, pure EST).
         grid_frame: ``global``, one fixed grid (the paper; approximately equivariant, error
             falling slowly with num_points); ``local``, the grid turns with a frame built
             from each node's degree-1 features, which makes the branch exactly equivariant at

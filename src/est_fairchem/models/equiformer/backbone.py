@@ -175,9 +175,6 @@ class EquiformerESTBackbone(EquiformerBackbone):
         if self.est_config.steerable_hidden_channels is not None:
             raise ESTConfigError("est.steerable_hidden_channels: not used by Equiformer; its "
                                  "steerable experts take irreps_mlp_mid")
-        if self.est_config.recompute_update:
-            raise ESTConfigError("est.recompute_update: supported by the EquiformerV2 and "
-                                 "pure EST backbones only")
         super().__init__(**equiformer_options)
 
     def build_update(self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps) -> nn.Module:

@@ -19,6 +19,10 @@ lets the model choose which channels reach the sphere, and decouples C_F (the pa
 it costs ``sum_l mul_l C_F`` weights each way (IS2RE, C_F = 128: 49k), small next to one
 FFN expert (0.6M).
 
+With ``est.recompute_update`` the whole update (gate, experts, projections, branch) keeps
+only its input for backward and runs again there, with the same random grid rotation
+(``torch.utils.checkpoint`` restores the random state).
+
 When the block's output has only scalars (Equiformer's last block maps to ``512x0e``), only
 the degree-0 row of the branch leaves the block; there it is the grid's own degree-0 output
 (no invariant override), else the branch would not reach the output at all.
@@ -83,6 +87,7 @@ class EquiformerESTUpdate(nn.Module):
         self.lmax = irreps_in.lmax
         self.num_steerable = config.num_steerable_experts
         self.num_spherical = config.num_spherical_experts
+        self.recompute = config.recompute_update
         self.channels = config.fourier_channels or max(
             [mul for mul, ir in irreps_in if ir.l > 0], default=self.num_scalars
         )
@@ -108,6 +113,16 @@ class EquiformerESTUpdate(nn.Module):
 
         ``batch`` [N] (system of each node) lets the grid rotate per system in training.
         """
+        if self.recompute and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
+
+            # Early stop ends the recomputation by raising from a saved-tensor hook, which
+            # e3nn's TorchScript-compiled linears turn into a bare RuntimeError: run it to the end.
+            with set_checkpoint_early_stop(False):
+                return checkpoint(self._update, u, batch, use_reentrant=False)
+        return self._update(u, batch)
+
+    def _update(self, u: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
         gates = self.gate(u.narrow(1, 0, self.num_scalars))  # (narrow: no full-range slices)
         out = 0
         for i, expert in enumerate(self.steerable_experts):
