@@ -16,12 +16,40 @@ def test_absolute_and_relative_errors_agree_on_the_made_slab(config):
     from est_fairchem.tools.check_equivariance import check_equivariance
 
     result = check_equivariance(REPO / config, rotations=2, seed=1)
+    energy, forces = result["outputs"]["energy"], result["outputs"]["forces"]
+    assert (energy["degree"], forces["degree"]) == (0, 1) and result["unchecked"] == {}
     # One energy per structure: relative error = |E_rot - E| / |E|, so the largest absolute change
     # over the rotations is the largest relative error times |E|.
-    assert result["energy_abs_error_max"] == pytest.approx(
-        result["energy_error_max"] * abs(result["energy"]), rel=1e-9)
-    assert 0 < result["force_abs_error_max"] < 1e-2 * result["force_mean_abs"]
-    assert result["forces_at_noise_level"] is False
+    assert energy["abs_error_max"] == pytest.approx(energy["error_max"] * abs(energy["value"]),
+                                                    rel=1e-9)
+    assert 0 < forces["abs_error_max"] < 1e-2 * forces["mean_abs"]
+    assert forces["at_noise_level"] is False
+
+
+def test_molecular_models_get_a_molecule_and_their_own_targets():
+    """A QM9 config (no cell, elements H-F, target u0_atomization) is checked on a made
+    molecule, on the output its config declares."""
+    from est_fairchem.tools.check_equivariance import check_equivariance
+
+    config = REPO / "configs/qm9/demo/est_ga_demo.yml"
+    result = check_equivariance(config, rotations=2)
+    assert result["structure"] == "made ethanol molecule"
+    assert list(result["outputs"]) == ["u0_atomization"]
+    target = result["outputs"]["u0_atomization"]
+    assert target["degree"] == 0 and 0 < target["error_max"] < 1e-2
+    assert target["abs_error_max"] < abs(target["value"])
+
+
+def test_structures_outside_the_element_table_are_refused(tmp_path):
+    from ase.build import fcc111
+
+    from est_fairchem.tools.check_equivariance import check_equivariance
+
+    slab = tmp_path / "pt.traj"
+    fcc111("Pt", (2, 2, 3), vacuum=6.0).write(slab)
+    with pytest.raises(ValueError, match=r"pt.traj: elements Pt are outside the model's element "
+                                         r"table \(max_num_elements: 10"):
+        check_equivariance(REPO / "configs/qm9/demo/est_demo.yml", structure=slab, rotations=1)
 
 
 def test_unreadable_structures_are_named(tmp_path):
@@ -45,3 +73,16 @@ def test_progress_line_names_the_structure_and_its_edges():
                                 progress=lines.append)
     assert len(lines) == 1 and f"({result['atoms']} atoms, {result['edges']} edges" in lines[0]
     assert result["edges"] > result["atoms"]
+
+
+def test_declared_outputs_follow_the_config():
+    from est_fairchem.tools.check_equivariance import declared_outputs
+
+    outputs = {"energy": {"shape": 1, "level": "system"},
+               "forces": {"irrep_dim": 1, "level": "atom"},
+               "stress": {"level": "system",
+                          "decomposition": {"stress_isotropic": {"irrep_dim": 0}}}}
+    checked, unchecked = declared_outputs({"outputs": outputs})
+    assert checked == {"energy": 0, "forces": 1}
+    assert list(unchecked) == ["stress"] and "not compared" in unchecked["stress"]
+    assert declared_outputs({"model": {}}) == ({"energy": 0, "forces": 1}, {})

@@ -96,21 +96,33 @@ def _check_equivariance(args: argparse.Namespace) -> int:
     result = check_equivariance(args.config, args.checkpoint, args.structure,
                                 rotations=args.rotations, seed=args.seed,
                                 progress=lambda line: print(line, flush=True))
-    print(f"energy relative error over {result['rotations']} rotations: "
-          f"max {result['energy_error_max']:.2e}, mean {result['energy_error_mean']:.2e}"
-          f" (largest change {result['energy_abs_error_max']:.2e} eV of {result['energy']:.4g} eV)")
-    if result["force_error_max"] is None:
+    for name, output in result["outputs"].items():
+        print(_equivariance_line(name, output, result["rotations"]))
+        if output["at_noise_level"]:
+            print(f"note: this structure's {name} are no larger than their change under rotation "
+                  "(a symmetric structure, where they should vanish?), so the relative error is "
+                  "not meaningful; compare the absolute change between models")
+    if "forces" not in result["outputs"] and "forces" not in result["unchecked"]:
         print("forces: not predicted by this model")
-        return 0
-    print(f"force relative error over {result['rotations']} rotations:  "
-          f"max {result['force_error_max']:.2e}, mean {result['force_error_mean']:.2e}"
-          f" (largest component change {result['force_abs_error_max']:.2e} eV/A;"
-          f" mean |F| {result['force_mean_abs']:.2e} eV/A)")
-    if result["forces_at_noise_level"]:
-        print("note: this structure's forces are no larger than their change under rotation "
-              "(a symmetric structure, whose forces should vanish?), so the relative force error "
-              "is not meaningful; compare the component change in eV/A between models")
+    for name, reason in result["unchecked"].items():
+        print(f"{name}: {reason}")
     return 0
+
+
+_UNITS = {"energy": " eV", "forces": " eV/A"}
+
+
+def _equivariance_line(name: str, output: dict, rotations: int) -> str:
+    """One printed line of ``check-equivariance`` for output ``name``."""
+    label, unit = ("force" if name == "forces" else name), _UNITS.get(name, "")
+    head = (f"{label} relative error over {rotations} rotations: "
+            f"{' ' if output['degree'] == 1 else ''}"
+            f"max {output['error_max']:.2e}, mean {output['error_mean']:.2e}")
+    if output["degree"] == 0:
+        return (f"{head} (largest change {output['abs_error_max']:.2e}{unit} of "
+                f"{output['value']:.4g}{unit})")
+    return (f"{head} (largest component change {output['abs_error_max']:.2e}{unit}; "
+            f"mean |component| {output['mean_abs']:.2e}{unit})")
 
 
 def _warm_start(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""Rotation check of any fairchem model config: energies invariant, forces (when the model
-predicts them: S2EF models, not IS2RE ones) rotating with it.
+"""Rotation check of any fairchem model config: every output its ``outputs`` section declares,
+invariants (energies, QM9 targets) unchanged and vectors (``irrep_dim: 1``: forces) rotating
+with the structure.
 
 The model is built from its config as fairchem builds it (EST or plain fairchem models alike),
 optionally loaded from a fairchem checkpoint, cast to float64 and put in eval mode. It is run on
@@ -17,7 +18,7 @@ from typing import Callable
 import torch
 
 from est_fairchem.testing.equivariance import relative_error
-from est_fairchem.testing.structures import graph_batch, made_slab, rotated
+from est_fairchem.testing.structures import graph_batch, made_molecule, made_slab, rotated
 from est_fairchem.tools.model_from_config import build_model, load_config
 
 
@@ -66,7 +67,9 @@ def check_equivariance(
     config_path: Path, checkpoint: Path | None = None, structure: Path | None = None,
     rotations: int = 5, seed: int = 0, progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Relative energy and force errors under ``rotations`` random rotations (max and mean).
+    """Relative and absolute errors of each declared output under ``rotations`` random
+    rotations (max and mean; ``result["outputs"][name]``). Without ``structure``: a made slab
+    for periodic models, a made molecule for molecular ones (``use_pbc: False``).
 
     Runs with torch's default dtype set to float64 (fairchem's EquiformerV2 creates some
     tensors in the default dtype), restored afterwards. ``progress``, if given, receives one
@@ -81,45 +84,101 @@ def check_equivariance(
         torch.set_default_dtype(previous)
 
 
+def declared_outputs(config: dict) -> tuple[dict[str, int], dict[str, str]]:
+    """The config's ``outputs`` to check, as ``{name: degree}`` (0: invariant, the default;
+    1: a vector per atom or system, ``irrep_dim: 1``), and ``{name: why not checked}`` for the
+    others (decomposed rank-2 outputs such as stress). Without an ``outputs`` section:
+    energy and forces."""
+    outputs = config.get("outputs")
+    if not outputs:
+        return {"energy": 0, "forces": 1}, {}
+    checked, unchecked = {}, {}
+    for name, spec in outputs.items():
+        spec = spec or {}
+        degree = spec.get("irrep_dim", 0)
+        if "decomposition" in spec or degree not in (0, 1):
+            unchecked[name] = "rank-2 or decomposed output: not compared"
+        else:
+            checked[name] = int(degree)
+    return checked, unchecked
+
+
+def _element_check(atoms, backbone: dict, name: str, config_path: Path) -> None:
+    """Refuse atoms the model's element table cannot embed (e.g. a slab for a QM9 model)."""
+    table = backbone.get("max_num_elements")
+    numbers = atoms.get_atomic_numbers()
+    if table is not None and numbers.max() >= int(table):
+        outside = sorted({s for s, z in zip(atoms.get_chemical_symbols(), numbers) if z >= table})
+        raise ValueError(
+            f"{name}: elements {', '.join(outside)} are outside the model's element table "
+            f"(max_num_elements: {table} in {config_path}, atomic numbers below {table}); "
+            "check it on a structure of the elements it was made for (--structure)")
+
+
 def _check(
     config_path: Path, checkpoint: Path | None, structure: Path | None, rotations: int, seed: int,
     progress: Callable[[str], None] | None,
 ) -> dict:
     from e3nn import o3
 
-    atoms = read_structure(structure) if structure is not None else made_slab()
     config = copy.deepcopy(load_config(config_path))
     config["model"]["otf_graph"] = False
     backbone = config["model"].get("backbone", config["model"])
     backbone["otf_graph"] = False
+    periodic = backbone.get("use_pbc", True)
+    if structure is not None:
+        atoms, name = read_structure(structure), str(structure)
+    elif periodic:
+        atoms, name = made_slab(), "made Cu(111) + CO slab"
+    else:
+        atoms, name = made_molecule(), "made ethanol molecule"
+    _element_check(atoms, backbone, name, config_path)
     radius = float(backbone.get("max_radius", backbone.get("cutoff", 6.0)))
+    checked, unchecked = declared_outputs(config)
     torch.manual_seed(seed)
     model = build_model(config)
     if checkpoint is not None:
         load_checkpoint_weights(model, checkpoint)
     model = model.double().eval()
 
-    def predict(structure_atoms):
+    def predict(structure_atoms) -> dict[str, torch.Tensor | None]:
         out = model(graph_batch([structure_atoms], radius))
-        return _output(out, "energy").reshape(-1), _output(out, "forces")
+        return {key: _output(out, key) for key in checked}
 
     edges = int(graph_batch([atoms], radius).edge_index.shape[1])
-    name = str(structure) if structure else "made Cu(111) + CO slab"
     if progress is not None:
         progress(f"structure:  {name} ({len(atoms)} atoms, {edges} edges: every neighbour "
                  f"within {radius:g} A), float64, eval mode")
-    energy, forces = predict(atoms)
-    energy_errors, force_errors, energy_shifts, force_shifts = [], [], [], []
+    reference = predict(atoms)
+    for key in [k for k, v in reference.items() if v is None]:
+        del checked[key]
+        unchecked[key] = "not predicted by this model"
+    if not checked:
+        raise ValueError(f"{config_path}: the model predicts none of the outputs to check "
+                         f"({', '.join(unchecked)})")
+    relative: dict[str, list[float]] = {key: [] for key in checked}
+    absolute: dict[str, list[float]] = {key: [] for key in checked}
     for _ in range(rotations):
         rotation = o3.rand_matrix(dtype=torch.float64)  # seeded above, after the weights
-        energy_r, forces_r = predict(rotated(atoms, rotation.numpy()))
-        energy_errors.append(relative_error(energy_r, energy))
-        energy_shifts.append(float((energy_r - energy).abs().max()))
-        if forces is not None:
-            expected = forces @ rotation.T
-            force_errors.append(relative_error(forces_r, expected))
-            force_shifts.append(float((forces_r - expected).abs().max()))
-    force_scale = float(forces.abs().mean()) if forces is not None else None
+        turned = predict(rotated(atoms, rotation.numpy()))
+        for key, degree in checked.items():
+            expected = reference[key] @ rotation.T if degree == 1 else reference[key]
+            relative[key].append(relative_error(turned[key], expected))
+            absolute[key].append(float((turned[key] - expected).abs().max()))
+    outputs = {}
+    for key, degree in checked.items():
+        scale = float(reference[key].abs().mean())
+        outputs[key] = {
+            "degree": degree,
+            "value": float(reference[key].sum()) if degree == 0 else None,
+            "error_max": max(relative[key]),
+            "error_mean": sum(relative[key]) / rotations,
+            "abs_error_max": max(absolute[key]),
+            "mean_abs": scale,
+            # True when the output is no larger than its change under rotation, as forces on
+            # a perfect crystal, which vanish by symmetry: the relative error is meaningless.
+            "at_noise_level": scale <= max(absolute[key]),
+        }
     return {
         "config": str(config_path),
         "checkpoint": str(checkpoint) if checkpoint else None,
@@ -127,16 +186,6 @@ def _check(
         "atoms": len(atoms),
         "edges": edges,
         "rotations": rotations,
-        "energy": float(energy.sum()),
-        "energy_error_max": max(energy_errors),
-        "energy_error_mean": sum(energy_errors) / rotations,
-        "energy_abs_error_max": max(energy_shifts),
-        "force_error_max": max(force_errors) if force_errors else None,
-        "force_error_mean": sum(force_errors) / rotations if force_errors else None,
-        "force_abs_error_max": max(force_shifts) if force_shifts else None,
-        "force_mean_abs": force_scale,
-        # True when the forces are no larger than their change under rotation, as on a perfect
-        # crystal, whose forces vanish by symmetry: the relative error is then meaningless.
-        "forces_at_noise_level": force_scale is not None and force_scale <= max(force_shifts),
+        "outputs": outputs,
+        "unchecked": unchecked,
     }
-
