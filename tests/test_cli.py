@@ -88,5 +88,5 @@ def test_check_equivariance_flags_forces_at_noise_level_on_a_perfect_crystal(tmp
         [*_cli(), "check-equivariance", "configs/oc20/s2ef/demo/eqv2_demo.yml",
          "--structure", str(crystal), "--rotations", "2"], capture_output=True, text=True, cwd=repo)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "forces are no larger than their change under rotation" in result.stdout
+    assert "forces are no larger than the change under rotation" in result.stdout
     assert str(crystal) in result.stdout and "(32 atoms, " in result.stdout

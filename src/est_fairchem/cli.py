@@ -99,9 +99,10 @@ def _check_equivariance(args: argparse.Namespace) -> int:
     for name, output in result["outputs"].items():
         print(_equivariance_line(name, output, result["rotations"]))
         if output["at_noise_level"]:
-            print(f"note: this structure's {name} are no larger than their change under rotation "
-                  "(a symmetric structure, where they should vanish?), so the relative error is "
-                  "not meaningful; compare the absolute change between models")
+            verb = "is" if output["degree"] == 0 else "are"
+            print(f"note: this structure's {name} {verb} no larger than the change under "
+                  "rotation (a symmetric structure, where it should vanish?), so the relative "
+                  "error is not meaningful; compare the absolute change between models")
     if "forces" not in result["outputs"] and "forces" not in result["unchecked"]:
         print("forces: not predicted by this model")
     for name, reason in result["unchecked"].items():
