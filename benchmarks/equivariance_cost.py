@@ -18,7 +18,8 @@ with the same seed:
     python benchmarks/equivariance_cost.py --list                   # the variants
     python benchmarks/equivariance_cost.py                          # l4 size, all (~30 min CPU)
     python benchmarks/equivariance_cost.py --variants default,sp2-leb86 --train-steps 20
-    python benchmarks/equivariance_cost.py --variants default --structure-set symmetric --structures 3
+    python benchmarks/equivariance_cost.py --variants default --structure-set symmetric \
+        --structures 3
         (an ideal slab with an on-top adsorbate and perfect crystals, where per-node frames
         are undefined; forces compared by absolute error)
     python benchmarks/equivariance_cost.py --size paper --train-steps 300   # EqV2-31M sizes
@@ -495,7 +496,8 @@ def table(report: dict[str, Any]) -> str:
     force = force_key(report["settings"]["structure_set"])
     unit = " (eV/A)" if force == "force_abs_max" else ""
     rows = [f"| variant | params | cost (x EqV2) | E err random | F err random{unit} "
-            f"| E err trained | F err trained{unit} | eval loss | both criteria |", "|" + "---|" * 9]
+            f"| E err trained | F err trained{unit} | eval loss | both criteria |",
+            "|" + "---|" * 9]
 
     def row(name: str, r: dict[str, Any], ratio: str, ok: str) -> str:
         return (f"| {name} | {r['parameters'] / 1e6:.3f}M | {ratio} | "

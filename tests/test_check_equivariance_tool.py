@@ -87,3 +87,18 @@ def test_declared_outputs_follow_the_config():
     assert checked == {"energy": 0, "forces": 1}
     assert list(unchecked) == ["stress"] and "not compared" in unchecked["stress"]
     assert declared_outputs({"model": {}}) == ({"energy": 0, "forces": 1}, {})
+
+
+def test_rotation_count_must_be_positive():
+    import subprocess
+    import sys
+
+    from est_fairchem.tools.check_equivariance import check_equivariance
+
+    with pytest.raises(ValueError, match="rotations=0: expected at least 1"):
+        check_equivariance(REPO / "configs/oc20/s2ef/demo/eqv2_demo.yml", rotations=0)
+    script = Path(sys.executable).with_name("est-fairchem")
+    result = subprocess.run([str(script), "check-equivariance",
+                             "configs/oc20/s2ef/demo/eqv2_demo.yml", "--rotations", "0"],
+                            capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2 and "--rotations: 0: expected a positive integer" in result.stderr

@@ -218,9 +218,10 @@ def test_recompute_update_gives_the_same_gradients_and_keeps_less(float64):
     update runs again in backward with the same rotation, so the gradients equal the stored
     forward's, while autograd keeps less."""
     est = {**SMALL_EST, "random_grid_rotation": True}
-    stored_model = build(equiformer_config(est, alpha_drop=0.0, drop_path_rate=0.0)).double().train()
-    recompute_model = build(equiformer_config({**est, "recompute_update": True}, alpha_drop=0.0,
-                                              drop_path_rate=0.0)).double().train()
+    no_dropout = {"alpha_drop": 0.0, "drop_path_rate": 0.0}
+    stored_model = build(equiformer_config(est, **no_dropout)).double().train()
+    recompute_model = build(equiformer_config({**est, "recompute_update": True},
+                                              **no_dropout)).double().train()
     recompute_model.load_state_dict(stored_model.state_dict())
     assert all(b.update.recompute for b in recompute_model.backbone.blocks)
     batch = graph_batch([made_slab(), made_slab(seed=4)], RADIUS)

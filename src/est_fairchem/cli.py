@@ -87,6 +87,17 @@ def _count_params(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: expected a positive integer")
+    return value
+
+
 def _check_equivariance(args: argparse.Namespace) -> int:
     from est_fairchem.tools.check_equivariance import check_equivariance
 
@@ -238,8 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path, help="fairchem YAML config")
     check.add_argument("--checkpoint", type=Path, default=None, help="fairchem checkpoint.pt")
     check.add_argument("--structure", type=Path, default=None,
-                       help="any ASE-readable periodic structure (default: a made slab)")
-    check.add_argument("--rotations", type=int, default=5, help="random rotations (default 5)")
+                       help="any ASE-readable structure (default: a made slab, or a made "
+                            "molecule for molecular models, use_pbc: False)")
+    check.add_argument("--rotations", type=_positive_int, default=5,
+                       help="random rotations (default 5)")
     check.add_argument("--seed", type=int, default=0, help="seed of weights and rotations")
     check.set_defaults(func=_check_equivariance)
 

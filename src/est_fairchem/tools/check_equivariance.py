@@ -76,6 +76,8 @@ def check_equivariance(
     line naming the structure and its edge count before the model runs (memory and time grow
     with the edges: a 12 A cutoff in a metal gives hundreds per atom).
     """
+    if rotations < 1:
+        raise ValueError(f"rotations={rotations}: expected at least 1")
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
