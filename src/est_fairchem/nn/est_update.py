@@ -22,6 +22,7 @@ from torch import nn
 from est_fairchem.nn.experts import ExpertGate, SphericalExperts
 from est_fairchem.nn.grid_rotation import random_system_matrices, random_system_rotations
 from est_fairchem.nn.local_frame import LocalFrame, WignerFromRotation
+from est_fairchem.nn.recompute import recomputed_in_backward
 from est_fairchem.nn.spherical_attention import SphericalAttention
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import (
@@ -122,9 +123,7 @@ class ESTUpdate(nn.Module):
             [N, (L+1)^2, C] update (the caller adds the residual).
         """
         if self.recompute and self.training and torch.is_grad_enabled():
-            from torch.utils.checkpoint import checkpoint
-
-            return checkpoint(self._update, x, batch, gates, use_reentrant=False)
+            return recomputed_in_backward(self._update, x, batch, gates)
         return self._update(x, batch, gates)
 
     def _update(

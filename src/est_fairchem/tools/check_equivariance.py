@@ -143,15 +143,16 @@ def _check(
         load_checkpoint_weights(model, checkpoint)
     model = model.double().eval()
 
-    def predict(structure_atoms) -> dict[str, torch.Tensor | None]:
-        out = model(graph_batch([structure_atoms], radius))
+    def predict(batch) -> dict[str, torch.Tensor | None]:
+        out = model(batch)
         return {key: _output(out, key) for key in checked}
 
-    edges = int(graph_batch([atoms], radius).edge_index.shape[1])
+    batch = graph_batch([atoms], radius)
+    edges = int(batch.edge_index.shape[1])
     if progress is not None:
         progress(f"structure:  {name} ({len(atoms)} atoms, {edges} edges: every neighbour "
                  f"within {radius:g} A), float64, eval mode")
-    reference = predict(atoms)
+    reference = predict(batch)
     for key in [k for k, v in reference.items() if v is None]:
         del checked[key]
         unchecked[key] = "not predicted by this model"
@@ -162,7 +163,7 @@ def _check(
     absolute: dict[str, list[float]] = {key: [] for key in checked}
     for _ in range(rotations):
         rotation = o3.rand_matrix(dtype=torch.float64)  # seeded above, after the weights
-        turned = predict(rotated(atoms, rotation.numpy()))
+        turned = predict(graph_batch([rotated(atoms, rotation.numpy())], radius))
         for key, degree in checked.items():
             expected = reference[key] @ rotation.T if degree == 1 else reference[key]
             relative[key].append(relative_error(turned[key], expected))

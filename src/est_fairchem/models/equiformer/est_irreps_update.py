@@ -21,7 +21,7 @@ FFN expert (0.6M).
 
 With ``est.recompute_update`` the whole update (gate, experts, projections, branch) keeps
 only its input for backward and runs again there, with the same random grid rotation
-(``torch.utils.checkpoint`` restores the random state).
+(:func:`est_fairchem.nn.recompute.recomputed_in_backward`).
 
 When the block's output has only scalars (Equiformer's last block maps to ``512x0e``), only
 the degree-0 row of the branch leaves the block; there it is the grid's own degree-0 output
@@ -39,6 +39,7 @@ from est_fairchem.models.equiformer.feed_forward import FeedForward
 from est_fairchem.models.est_config import ESTConfig
 from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.nn.experts import ExpertGate
+from est_fairchem.nn.recompute import recomputed_in_backward
 
 
 def uniform_irreps(lmax: int, channels: int) -> o3.Irreps:
@@ -114,12 +115,7 @@ class EquiformerESTUpdate(nn.Module):
         ``batch`` [N] (system of each node) lets the grid rotate per system in training.
         """
         if self.recompute and self.training and torch.is_grad_enabled():
-            from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
-
-            # Early stop ends the recomputation by raising from a saved-tensor hook, which
-            # e3nn's TorchScript-compiled linears turn into a bare RuntimeError: run it to the end.
-            with set_checkpoint_early_stop(False):
-                return checkpoint(self._update, u, batch, use_reentrant=False)
+            return recomputed_in_backward(self._update, u, batch)
         return self._update(u, batch)
 
     def _update(self, u: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
