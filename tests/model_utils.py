@@ -38,3 +38,11 @@ def lmdb_samples(path: Path) -> list:
     samples = [dataset[i] for i in range(len(dataset))]
     del dataset  # its __del__ closes the LMDB (lmdb refuses a second open in one process)
     return samples
+
+
+def est_fairchem_cli() -> list[str]:
+    """The command line that runs ``est-fairchem`` of this environment."""
+    import sys
+
+    script = Path(sys.executable).with_name("est-fairchem")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "est_fairchem.cli"]

@@ -102,3 +102,104 @@ def test_rotation_count_must_be_positive():
                              "configs/oc20/s2ef/demo/eqv2_demo.yml", "--rotations", "0"],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "--rotations: 0: expected a positive integer" in result.stderr
+
+
+def _saved_checkpoint(config_path: Path, path: Path) -> Path:
+    """A fairchem-format checkpoint of ``config_path``'s model with its initial weights."""
+    import torch
+
+    from est_fairchem.tools.model_from_config import build_model, load_config
+
+    config = load_config(config_path)
+    torch.manual_seed(0)
+    torch.save({"state_dict": build_model(config).state_dict(), "config": config,
+                "normalizers": {}, "elementrefs": {}, "ema": None}, path)
+    return path
+
+
+def test_a_checkpoint_of_another_size_lists_every_mismatched_tensor(tmp_path):
+    """The tiny config's checkpoint (1 layer, 8 channels) against the demo config (2 layers,
+    16 channels): one error with each tensor's name, checkpoint shape and model shape."""
+    from est_fairchem.errors import InputError
+    from est_fairchem.tools.check_equivariance import check_equivariance
+
+    checkpoint = _saved_checkpoint(REPO / "configs/oc20/s2ef/demo/est_eqv2_tiny_deterministic.yml",
+                                   tmp_path / "tiny.pt")
+    with pytest.raises(InputError) as error:
+        check_equivariance(REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml", checkpoint,
+                           rotations=1)
+    message = str(error.value)
+    assert message.startswith(f"{checkpoint}: its weights do not fit the model of ")
+    assert "backbone.sphere_embedding.weight: checkpoint (90, 8), model (90, 16)" in message
+    assert message.endswith("\n  ...")  # the first 60 listed
+    assert "_extra_state" not in message
+
+
+def test_the_fit_check_names_missing_and_unexpected_tensors():
+    import torch
+
+    from est_fairchem.tools.checkpoint_loading import fit_problems
+    from tests.model_utils import build, small_model_config
+
+    model = build(small_model_config())
+    weights = dict(model.state_dict())
+    del weights["backbone.blocks.1.norm_1.affine_weight"]
+    weights["backbone.extra.weight"] = torch.zeros(2, 3)
+    assert fit_problems(model, weights) == [
+        "  'backbone.extra.weight' (2, 3): no place in the model",
+        "  backbone.blocks.1.norm_1.affine_weight (2, 16): not in the checkpoint"]
+
+
+@pytest.mark.parametrize("kind", ["text", "zip", "list", "torch list", "empty"])
+def test_files_that_are_not_checkpoints_are_named(tmp_path, kind):
+    import pickle
+    import zipfile
+
+    import torch
+
+    from est_fairchem.errors import InputError
+    from est_fairchem.tools.check_equivariance import check_equivariance
+
+    path = tmp_path / f"{kind.replace(' ', '_')}.pt"
+    if kind == "text":
+        path.write_text("epoch 3: loss 0.1\n")
+    elif kind == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "not a checkpoint")
+    elif kind == "list":
+        path.write_bytes(pickle.dumps([1, 2, 3]))
+    elif kind == "torch list":
+        torch.save([1, 2, 3], path)
+    else:
+        path.write_bytes(b"")
+    with pytest.raises(InputError, match=f"{path}: .*fairchem checkpoint"):
+        check_equivariance(REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml", path, rotations=1)
+
+
+def test_the_command_prints_a_foreign_file_as_one_error(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "notes.pt"
+    path.write_text("not a checkpoint\n")
+    result = subprocess.run([sys.executable, "-m", "est_fairchem.cli", "check-equivariance",
+                             "configs/oc20/s2ef/demo/est_eqv2_demo.yml", "--checkpoint",
+                             str(path)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    assert f"{path}: not a fairchem checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_checkpoint_of_other_est_options_is_refused_naming_them(tmp_path):
+    """The options a checkpoint was trained with are checked here too (the file is named)."""
+    from est_fairchem.errors import InputError
+    from est_fairchem.tools.check_equivariance import check_equivariance
+
+    tiny = REPO / "configs/oc20/s2ef/demo/est_eqv2_tiny_deterministic.yml"
+    checkpoint = _saved_checkpoint(tiny, tmp_path / "tiny.pt")
+    changed = tmp_path / "changed.yml"
+    changed.write_text(f"includes:\n  - {tiny}\nmodel:\n  backbone:\n    est:\n"
+                       "      num_points: 24\n")
+    with pytest.raises(InputError, match=f"{checkpoint}: the checkpoint was trained with other "
+                                         r"options .*est.num_points: trained 16, configured 24"):
+        check_equivariance(changed, checkpoint, rotations=1)

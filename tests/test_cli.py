@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.model_utils import est_fairchem_cli
 
 SUBCOMMANDS = {
     "make-demo-data": ["--task", "--out", "--seed", "--systems", "--overwrite", "qm9"],
@@ -20,27 +20,22 @@ SUBCOMMANDS = {
 }
 
 
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("est-fairchem")
-    return [str(script)] if script.exists() else [shutil.which("est-fairchem") or "est-fairchem"]
-
-
 def test_top_level_help_lists_subcommands():
-    out = subprocess.run([*_cli(), "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*est_fairchem_cli(), "--help"], capture_output=True, text=True, check=True).stdout
     for name in SUBCOMMANDS:
         assert name in out
 
 
 @pytest.mark.parametrize("name,options", SUBCOMMANDS.items())
 def test_subcommand_help(name, options):
-    out = subprocess.run([*_cli(), name, "--help"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([*est_fairchem_cli(), name, "--help"], capture_output=True, text=True, check=True).stdout
     for option in options:
         assert option in out
 
 
 def test_missing_config_names_the_file(tmp_path):
     missing = tmp_path / "nope.yml"
-    result = subprocess.run([*_cli(), "count-params", str(missing)], capture_output=True, text=True)
+    result = subprocess.run([*est_fairchem_cli(), "count-params", str(missing)], capture_output=True, text=True)
     assert result.returncode != 0
     assert f"config file not found: {missing}" in result.stderr
 
@@ -58,7 +53,7 @@ def _errors(output: str) -> tuple[float, float]:
 def test_check_equivariance_prints_small_errors_for_est_and_plain_models(config):
     """Measured with random weights: energy ~2e-7, forces ~8e-5 for both (float32 Wigner floor)."""
     repo = Path(__file__).resolve().parents[1]
-    result = subprocess.run([*_cli(), "check-equivariance", config, "--rotations", "3"],
+    result = subprocess.run([*est_fairchem_cli(), "check-equivariance", config, "--rotations", "3"],
                             capture_output=True, text=True, cwd=repo)
     assert result.returncode == 0, result.stderr[-2000:]
     energy, force = _errors(result.stdout)
@@ -69,7 +64,7 @@ def test_check_equivariance_names_a_missing_checkpoint(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     missing = tmp_path / "none.pt"
     result = subprocess.run(
-        [*_cli(), "check-equivariance", "configs/oc20/s2ef/demo/est_eqv2_demo.yml",
+        [*est_fairchem_cli(), "check-equivariance", "configs/oc20/s2ef/demo/est_eqv2_demo.yml",
          "--checkpoint", str(missing)], capture_output=True, text=True, cwd=repo)
     assert result.returncode != 0
     assert f"checkpoint not found: {missing}" in result.stderr
@@ -85,7 +80,7 @@ def test_check_equivariance_flags_forces_at_noise_level_on_a_perfect_crystal(tmp
     bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 2, 2)).write(crystal)
     repo = Path(__file__).resolve().parents[1]
     result = subprocess.run(
-        [*_cli(), "check-equivariance", "configs/oc20/s2ef/demo/eqv2_demo.yml",
+        [*est_fairchem_cli(), "check-equivariance", "configs/oc20/s2ef/demo/eqv2_demo.yml",
          "--structure", str(crystal), "--rotations", "2"], capture_output=True, text=True, cwd=repo)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "forces are no larger than the change under rotation" in result.stdout

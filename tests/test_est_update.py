@@ -107,3 +107,12 @@ def test_config_rejects_bad_values():
         ESTConfig.from_mapping({"num_heads": 0}, lmax=2)
     with pytest.raises(ESTConfigError, match="est.random_grid_rotation='yes'"):
         ESTConfig.from_mapping({"random_grid_rotation": "yes"}, lmax=2)
+
+
+def test_config_reads_command_line_booleans():
+    """fairchem's ``--model.backbone.est.recompute_update=true`` arrives as the text 'true'."""
+    config = ESTConfig.from_mapping({"recompute_update": "true", "random_grid_rotation": "False"},
+                                    lmax=2)
+    assert config.recompute_update is True and config.random_grid_rotation is False
+    with pytest.raises(ESTConfigError, match="est: 'abc': expected a mapping of options"):
+        ESTConfig.from_mapping("abc", lmax=2)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -16,12 +15,20 @@ import pytest
 
 from est_fairchem.data.demo_qm9 import format_uncharacterized, make_qm9_demo
 from est_fairchem.data.qm9_convert import (
-    HARTREE_TO_EV, TARGETS, prepare_qm9, record_to_data, split_positions, split_sizes,
+    HARTREE_TO_EV,
+    TARGETS,
+    prepare_qm9,
+    record_to_data,
+    split_positions,
+    split_sizes,
 )
 from est_fairchem.data.qm9_xyz import (
-    QM9FormatError, parse_qm9_xyz, read_exclusion_list,
+    QM9FormatError,
+    parse_qm9_xyz,
+    read_exclusion_list,
 )
-from tests.model_utils import lmdb_samples
+from est_fairchem.errors import InputError
+from tests.model_utils import est_fairchem_cli, lmdb_samples
 
 # dsgdb9nsd_000001.xyz of the release (methane), with one coordinate in the *^ style
 METHANE = (
@@ -39,11 +46,6 @@ METHANE = (
     "InChI=1S/CH4/h1H4\tInChI=1S/CH4/h1H4\n"
 )
 DEMO_MOLECULES = 40
-
-
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("est-fairchem")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "est_fairchem.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +272,7 @@ def test_no_overwrite_without_the_flag_and_atomic_replace(raw_dir, tmp_path):
     out = tmp_path / "lmdb"
     prepare_qm9(raw_dir, out, seed=1, progress=False)
     before = (out / "train" / "data.lmdb").read_bytes()
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(InputError, match="--overwrite"):
         prepare_qm9(raw_dir, out, seed=2, progress=False)
     assert (out / "train" / "data.lmdb").read_bytes() == before
     prepare_qm9(raw_dir, out, seed=2, overwrite=True, progress=False)
@@ -281,11 +283,11 @@ def test_no_overwrite_without_the_flag_and_atomic_replace(raw_dir, tmp_path):
 
 def test_cli_make_demo_data_then_prepare_qm9(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "lmdb"
-    made = subprocess.run([*_cli(), "make-demo-data", "--task", "qm9", "--out", str(raw),
+    made = subprocess.run([*est_fairchem_cli(), "make-demo-data", "--task", "qm9", "--out", str(raw),
                            "--systems", "12"], capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     assert len(list(raw.glob("dsgdb9nsd_*.xyz"))) == 12 and (raw / "uncharacterized.txt").exists()
-    run = [*_cli(), "prepare-qm9", "--raw", str(raw), "--out", str(out),
+    run = [*est_fairchem_cli(), "prepare-qm9", "--raw", str(raw), "--out", str(out),
            "--exclude", str(raw / "uncharacterized.txt"), "--subtract-atomrefs"]
     converted = subprocess.run(run, capture_output=True, text=True)
     assert converted.returncode == 0, converted.stderr
@@ -294,13 +296,13 @@ def test_cli_make_demo_data_then_prepare_qm9(tmp_path):
     assert metadata["samples"] == dict(zip(("train", "val", "test"), split_sizes(10)))
     assert metadata["subtract_atomrefs"] is True
     refused = subprocess.run(run, capture_output=True, text=True)
-    assert refused.returncode == 1 and "--overwrite" in refused.stderr
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
     (raw / "dsgdb9nsd_000004.xyz").write_text("4\ngdb 4\n")
-    broken = subprocess.run([*_cli(), "prepare-qm9", "--raw", str(raw), "--out",
+    broken = subprocess.run([*est_fairchem_cli(), "prepare-qm9", "--raw", str(raw), "--out",
                              str(tmp_path / "other")], capture_output=True, text=True)
-    assert broken.returncode == 1
+    assert broken.returncode == 2
     assert broken.stderr.strip().splitlines()[-1].startswith(  # after the progress bar
         f"est-fairchem prepare-qm9: {raw / 'dsgdb9nsd_000004.xyz'}, line 2: expected")
     shutil.rmtree(raw)
     missing = subprocess.run(run + ["--overwrite"], capture_output=True, text=True)
-    assert missing.returncode == 1 and "not found" in missing.stderr
+    assert missing.returncode == 2 and "not found" in missing.stderr

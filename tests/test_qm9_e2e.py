@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from est_fairchem.tools import fairchem_runs
-from tests.model_utils import lmdb_samples
+from tests.model_utils import est_fairchem_cli, lmdb_samples
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/qm9/demo/est_demo.yml"
@@ -23,11 +22,6 @@ MOLECULES = 120  # train 100, val 9, test the rest after 2 exclusions
 EPOCHS, BATCH = 6, 8
 TARGET = "u0_atomization"
 pytestmark = pytest.mark.e2e
-
-
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("est-fairchem")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "est_fairchem.cli"]
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +35,9 @@ def run(tmp_path_factory):
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         for command in (
-            [*_cli(), "make-demo-data", "--task", "qm9", "--out", str(raw),
+            [*est_fairchem_cli(), "make-demo-data", "--task", "qm9", "--out", str(raw),
              "--systems", str(MOLECULES)],
-            [*_cli(), "prepare-qm9", "--raw", str(raw), "--out", str(lmdb), "--subtract-atomrefs",
+            [*est_fairchem_cli(), "prepare-qm9", "--raw", str(raw), "--out", str(lmdb), "--subtract-atomrefs",
              "--exclude", str(raw / "uncharacterized.txt")],
         ):
             result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)

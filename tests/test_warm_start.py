@@ -148,9 +148,9 @@ def test_cli_refuses_to_overwrite_and_names_mismatches(tmp_path):
     command = [sys.executable, "-m", "est_fairchem.cli", "warm-start", "--from", str(path),
                "--config", "configs/oc20/s2ef/demo/est_eqv2_demo.yml", "--out", str(out)]
     refused = subprocess.run(command, capture_output=True, text=True)
-    assert refused.returncode == 1 and "--overwrite" in refused.stderr
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr
     assert out.read_text() == "a file the user made"
     mismatch = subprocess.run([*command, "--overwrite"], capture_output=True, text=True)
-    assert mismatch.returncode == 1
+    assert mismatch.returncode == 2
     assert "backbone.blocks.2.ga" in mismatch.stderr
     assert out.read_text() == "a file the user made"

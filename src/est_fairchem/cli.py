@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import warnings
 from pathlib import Path
+
+from est_fairchem.errors import InputError
 
 
 def _make_demo_data(args: argparse.Namespace) -> int:
@@ -161,6 +166,12 @@ def _demo(args: argparse.Namespace) -> int:
     task = DEMO_TASKS[args.task]
     config = args.config or Path(task.config)
     data = args.data or Path(task.data)
+    if not config.is_file():
+        if args.config is not None:
+            raise InputError(f"--config {config}: config file not found")
+        raise InputError(
+            f"{config} not found in {Path.cwd()}: run `est-fairchem demo` from the root of the "
+            "est-fairchem repository (the folder with Makefile and configs/), or pass --config")
     summary = run_demo(config, data, args.run_dir, seed=args.seed, task=args.task)
     print_summary(summary)
     summary_file = args.run_dir / f"demo_summary_{args.task}.json"
@@ -176,10 +187,15 @@ def build_parser() -> argparse.ArgumentParser:
         "this tool makes demo data, converts the QM9 release, counts parameters, checks "
         "equivariance, warm-starts EST from EquiformerV2 checkpoints and runs the demo.",
     )
+    debug_help = "show the Python traceback of an error (also EST_FAIRCHEM_DEBUG=1)"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    common = argparse.ArgumentParser(add_help=False)  # --debug after the subcommand too
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser(
-        "make-demo-data",
+        "make-demo-data", parents=[common],
         help="write small OC20-style LMDBs labelled with ASE's EMT, or a QM9-style raw release",
         description="Write OC20-style LMDBs (train, val, test_id, test_ood_ads, test_ood_cat, "
         "test_ood_both) of slab + adsorbate systems labelled with ASE's EMT calculator: "
@@ -201,10 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_make_demo_data)
 
     qm9 = sub.add_parser(
-        "prepare-qm9",
+        "prepare-qm9", parents=[common],
         help="convert the original QM9 release into fairchem train/val/test LMDBs",
-        description="Read the QM9 release (a folder of dsgdb9nsd_*.xyz files or the "
-        "dsgdb9nsd.xyz.tar.bz2 archive, streamed), drop the molecules of --exclude, and write "
+        description="Read the QM9 release (a folder of dsgdb9nsd_*.xyz files, the "
+        "dsgdb9nsd.xyz.tar.bz2 archive, streamed, or the CSV files of the qm9pack package, "
+        "which hold the 130,831 characterized molecules: --raw qm9pack), drop the molecules of --exclude, and write "
         "OUT/{train,val,test}/data.lmdb (fairchem LmdbDataset records: pos [n,3] in A, "
         "atomic_numbers, natoms, zero cell, pbc False, fixed 0, tags 1, sid = molecule index, "
         "the 12 targets mu, alpha, homo, lumo, gap, r2, zpve, u0, u, h, g, cv as named floats "
@@ -217,7 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
         "least 1, test the rest. Writes atomically.",
     )
     qm9.add_argument("--raw", type=Path, required=True,
-                     help="folder of dsgdb9nsd_*.xyz files, or the release's .tar.bz2 archive")
+                     help="folder of dsgdb9nsd_*.xyz files, the release's .tar.bz2 archive, "
+                     "'qm9pack' (the CSV files of the installed qm9pack package: the whole "
+                     "release offline, pip install 'est-fairchem[qm9pack]') or a folder of "
+                     "qm9pack's qm9_part*.csv files")
     qm9.add_argument("--out", type=Path, required=True, help="output folder")
     qm9.add_argument("--exclude", type=Path, default=None, metavar="UNCHARACTERIZED_FILE",
                      help="the release's uncharacterized.txt (3,054 molecules to drop): lines "
@@ -232,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     qm9.set_defaults(func=_prepare_qm9)
 
     count = sub.add_parser(
-        "count-params",
+        "count-params", parents=[common],
         help="print the parameter count of fairchem configs",
         description="Build each config's model as fairchem does and print its parameter count.",
     )
@@ -240,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     count.set_defaults(func=_count_params)
 
     check = sub.add_parser(
-        "check-equivariance",
+        "check-equivariance", parents=[common],
         help="rotation errors of energies and forces of any fairchem model config",
         description="Build the config's model as fairchem does (EST or plain fairchem models), "
         "run it in float64 on a structure and on random rotations of it (cell rotated too), and "
@@ -257,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check_equivariance)
 
     warm = sub.add_parser(
-        "warm-start",
+        "warm-start", parents=[common],
         help="turn an EquiformerV2 checkpoint into an EST checkpoint with the same predictions",
         description="Copy an EquiformerV2 checkpoint's weights into the EST-EquiformerV2 model of "
         "CONFIG (every steerable expert from the block's feed-forward weights, the spherical "
@@ -275,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     warm.set_defaults(func=_warm_start)
 
     demo = sub.add_parser(
-        "demo",
+        "demo", parents=[common],
         help="make data, train, predict the four test splits, write the submission file",
         description="The README's demo through the real `fairchem` command on CPU: s2ef trains "
         "EST-EquiformerV2 on energies and forces, is2re trains EST-Equiformer on relaxed "
@@ -297,13 +317,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                 IsADirectoryError, PermissionError)  # InputError, WarmStartError, ...
+
+
+def _debug_requested(args: argparse.Namespace) -> bool:
+    """``--debug`` or ``EST_FAIRCHEM_DEBUG`` set to anything but empty or 0."""
+    return bool(args.debug) or os.environ.get("EST_FAIRCHEM_DEBUG", "") not in ("", "0")
+
+
+def _interrupted_line(args: argparse.Namespace, name: str) -> str:
+    out = getattr(args, "out", None)
+    written = f"nothing was written to {out}" if out is not None else "stopped"
+    return f"est-fairchem {args.command}: interrupted by {name}; {written}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Bad input (a file, key or value that is not what was expected) is
+    one line on stderr and exit status 2; SIGINT / SIGTERM clean up, print one line and exit
+    with 128 + the signal number. ``--debug`` (or ``EST_FAIRCHEM_DEBUG=1``) shows tracebacks."""
+    from est_fairchem.data.output_folder import Interrupted, raise_interrupted
+
     args = build_parser().parse_args(argv)
+    debug = _debug_requested(args)
+    if not debug:  # fairchem loads its own Wigner tables with torch.load at import time
+        warnings.filterwarnings("ignore", message="You are using `torch.load`",
+                                category=FutureWarning, module=r"fairchem\.")
+    previous = signal.signal(signal.SIGTERM, raise_interrupted)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:  # WarmStartError too
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(_interrupted_line(args, "SIGINT (Ctrl-C)"), file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Interrupted as stop:
+        if debug:
+            raise
+        print(_interrupted_line(args, signal.Signals(stop.signum).name), file=sys.stderr)
+        return 128 + stop.signum
+    except _USAGE_ERRORS as err:
+        if debug:
+            raise
         print(f"est-fairchem {args.command}: {err}", file=sys.stderr)
-        return 1
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

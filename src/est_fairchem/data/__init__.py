@@ -1,0 +1,18 @@
+"""Datasets of this package. ``est_fairchem.data.CheckedLmdbDataset`` (fairchem's
+``LmdbDataset`` with a pre-flight check, for ``dataset.train.format`` in configs) imports
+fairchem, so it is loaded on first access (PEP 562)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {"CheckedLmdbDataset": "est_fairchem.data.checked_lmdb"}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,6 +29,7 @@ import numpy as np
 
 from est_fairchem.data.lmdb_writer import atomic_output_dir
 from est_fairchem.data.qm9_convert import ATOMREF_HARTREE, HARTREE_TO_EV
+from est_fairchem.errors import InputError
 
 BOHR_IN_ANGSTROM = 0.529177210903
 E_ANGSTROM_IN_DEBYE = 4.803204712570263  # 1 e·Å in D
@@ -155,26 +156,31 @@ def make_qm9_demo(out: Path, molecules: int = 200, seed: int = 0,
                   uncharacterized: int | None = None, overwrite: bool = False,
                   progress: bool = True) -> dict:
     """Write ``out/dsgdb9nsd_000001.xyz`` ... and ``out/uncharacterized.txt`` (listing
-    ``uncharacterized`` of them, default min(2, molecules - 3)), plus
+    ``uncharacterized`` of them, default 2), plus
     ``out/demo_metadata.json``; atomically, refusing a non-empty ``out`` unless ``overwrite``.
+    Needs ``uncharacterized + 4`` molecules at least (``InputError`` otherwise).
     Returns the metadata."""
     from ase.calculators.emt import EMT
     from ase.collections import g2
     from tqdm import tqdm
 
-    if molecules < 3:
-        raise ValueError(f"--systems: the QM9 demo needs at least 3 molecules, got {molecules}")
     if uncharacterized is None:
-        uncharacterized = min(2, molecules - 3)
-    if not 0 <= uncharacterized < molecules - 2:
-        raise ValueError(f"uncharacterized must be in [0, {molecules - 3}], got {uncharacterized}")
+        uncharacterized = 2
+    if uncharacterized < 0:
+        raise InputError(f"uncharacterized={uncharacterized}: expected at least 0")
+    if molecules < uncharacterized + 4:
+        raise InputError(
+            f"--systems {molecules}: the QM9 demo needs at least {uncharacterized + 4} molecules "
+            f"({uncharacterized} are listed as uncharacterized, and the split of the rest must "
+            "leave 2 for training: fairchem's normalizer fitted on 1 molecule has a spread of 0)")
     rng = np.random.default_rng(seed)
     names = demo_molecule_names()
     order: list[str] = []
     while len(order) < molecules:
         order += [names[i] for i in rng.permutation(len(names))]
     formulas: dict[int, str] = {}
-    with atomic_output_dir(Path(out), overwrite=overwrite) as tmp:
+    with atomic_output_dir(Path(out), overwrite=overwrite,
+                           marker="demo_metadata.json") as tmp:
         for index, name in enumerate(tqdm(order[:molecules], desc="QM9 demo", unit="mol",
                                           disable=not progress), start=1):
             atoms = g2[name].copy()

@@ -119,7 +119,7 @@ def write_demo_splits(
     counts: dict[str, int] = {}
     sid = 0
     total = sum(systems(split) for split in S2EF_SPLITS)
-    with atomic_output_dir(Path(out), overwrite=overwrite) as tmp, tqdm(
+    with atomic_output_dir(Path(out), overwrite=overwrite, marker="metadata.json") as tmp, tqdm(
         total=total, desc=desc, unit="system", disable=not progress
     ) as bar:
         for split, (metals, adsorbates) in S2EF_SPLITS.items():

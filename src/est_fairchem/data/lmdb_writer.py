@@ -1,4 +1,4 @@
-"""Write fairchem v1 LMDB datasets, atomically, without overwriting what a user made.
+"""Write fairchem v1 LMDB datasets (into the folders of :mod:`est_fairchem.data.output_folder`).
 
 fairchem's ``LmdbDataset`` reads ASCII integer keys ``"0"``, ``"1"``, ... holding pickled
 torch-geometric ``Data`` objects, plus an optional ``"length"`` entry.
@@ -6,13 +6,11 @@ torch-geometric ``Data`` objects, plus an optional ``"length"`` entry.
 
 from __future__ import annotations
 
-import os
 import pickle
-import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
+
+from est_fairchem.data.output_folder import atomic_output_dir  # noqa: F401 (re-exported)
 
 _MAP_SIZE = 1 << 36  # 64 GiB of address space; the file grows only as written
 
@@ -35,31 +33,3 @@ def write_lmdb(path: Path, samples: Iterable[object]) -> int:
     if lock.exists():
         lock.unlink()
     return count
-
-
-@contextmanager
-def atomic_output_dir(out: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out`` that replaces ``out`` only on success.
-
-    Raises ``FileExistsError`` if ``out`` exists and is not empty, unless ``overwrite``; an
-    interrupted or failed run leaves ``out`` exactly as it was.
-    """
-    out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{out} already exists and is not empty; pass --overwrite to replace it"
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)

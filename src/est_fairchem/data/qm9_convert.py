@@ -27,10 +27,23 @@ from pathlib import Path
 
 import numpy as np
 
-from est_fairchem.data.lmdb_writer import atomic_output_dir, write_lmdb
+from est_fairchem.data.lmdb_writer import write_lmdb
+from est_fairchem.data.output_folder import atomic_output_dir, check_output_folder
 from est_fairchem.data.qm9_xyz import (
-    ExclusionList, QM9FormatError, QM9Record, count_records, iter_qm9_records,
+    ExclusionList,
+    QM9FormatError,
+    QM9Record,
+    check_release_source,
+    count_records,
+    iter_qm9_records,
     read_exclusion_list,
+)
+from est_fairchem.data.qm9pack_csv import (
+    QM9PACK,
+    count_csv_records,
+    csv_files,
+    iter_csv_records,
+    qm9pack_data_folder,
 )
 
 HARTREE_TO_EV = 27.211386245988
@@ -151,8 +164,12 @@ def read_release(raw: Path, exclusions: ExclusionList | None = None,
     excluded_set = exclusions.indices if exclusions is not None else frozenset()
     records: dict[int, QM9Record] = {}
     read = excluded = 0
-    for record in tqdm(iter_qm9_records(raw), total=count_records(raw), desc="reading QM9",
-                       unit="mol", disable=not progress):
+    if csv_files(raw):
+        source, total = iter_csv_records(raw), count_csv_records(raw)
+    else:
+        source, total = iter_qm9_records(raw), count_records(raw)
+    for record in tqdm(source, total=total, desc="reading QM9", unit="mol",
+                       disable=not progress):
         read += 1
         if record.index in records:
             raise QM9FormatError(f"{record.source}: molecule index {record.index} also in "
@@ -170,17 +187,24 @@ def prepare_qm9(raw: Path, out: Path, exclude: Path | None = None, seed: int = 1
     """Write ``out/{train,val,test}/data.lmdb``, ``out/metadata.json`` and
     ``out/split_indices.npz`` (release indices of each split, in LMDB order).
 
-    ``raw`` is a folder of ``dsgdb9nsd_*.xyz`` files or the release's tar archive; ``exclude``
-    the release's ``uncharacterized.txt``. Writes atomically (nothing is left behind on
-    failure) and refuses a non-empty ``out`` unless ``overwrite``. Returns the metadata.
+    ``raw`` is a folder of ``dsgdb9nsd_*.xyz`` files, the release's tar archive, a folder of
+    qm9pack's ``qm9_part*.csv`` files or ``"qm9pack"`` (the installed package's CSV files,
+    :mod:`est_fairchem.data.qm9pack_csv`); ``exclude`` the release's ``uncharacterized.txt``. Writes atomically (nothing is left behind on
+    failure, Ctrl-C or SIGTERM) and refuses, before any work, an ``out`` that is a file, that
+    is or contains ``raw`` or ``exclude``, or that is non-empty without ``overwrite``
+    (:func:`est_fairchem.data.output_folder.check_output_folder`). Returns the metadata.
     """
     from tqdm import tqdm
 
-    raw, out = Path(raw), Path(out)
-    if not raw.exists():
-        raise FileNotFoundError(f"QM9 release not found: {raw}")
+    given = str(raw)
+    raw, out = release_path(raw), Path(out)
+    if not csv_files(raw):
+        check_release_source(raw)
+    inputs = (raw, exclude)
+    check_output_folder(out, protect=inputs, overwrite=overwrite, marker="metadata.json")
     exclusions = read_exclusion_list(exclude) if exclude is not None else None
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out, overwrite=overwrite, protect=inputs,
+                           marker="metadata.json") as tmp:
         records, read, excluded = read_release(raw, exclusions, progress)
         positions = split_positions(len(records), seed)
         counts: dict[str, int] = {}
@@ -195,13 +219,30 @@ def prepare_qm9(raw: Path, out: Path, exclude: Path | None = None, seed: int = 1
         np.savez(tmp / "split_indices.npz",
                  **{split: np.array([records[i].index for i in positions[split]], np.int64)
                     for split in SPLITS})
-        metadata = _metadata(raw, exclusions, read, excluded, len(records), seed,
-                             subtract_atomrefs, counts)
+        metadata = _metadata(source_label(given, raw), exclusions, read, excluded,
+                             len(records), seed, subtract_atomrefs, counts)
         (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
 
 
-def _metadata(raw: Path, exclusions: ExclusionList | None, read: int, excluded: int,
+def release_path(raw: Path | str) -> Path:
+    """``raw`` as a path: ``qm9pack`` names the installed package's CSV folder."""
+    return qm9pack_data_folder() if str(raw) == QM9PACK else Path(raw)
+
+
+def source_label(given: str, raw: Path) -> str:
+    """What ``metadata.json`` records as the source: the path, or qm9pack's version and path."""
+    if given != QM9PACK:
+        return given
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"qm9pack {version(QM9PACK)} ({raw})"
+    except PackageNotFoundError:
+        return f"qm9pack ({raw})"
+
+
+def _metadata(raw: str, exclusions: ExclusionList | None, read: int, excluded: int,
               molecules: int, seed: int, subtract_atomrefs: bool,
               counts: dict[str, int]) -> dict:
     exclusion = None
@@ -218,7 +259,7 @@ def _metadata(raw: Path, exclusions: ExclusionList | None, read: int, excluded: 
                  else name for name in TARGETS]
     return {
         "task": "qm9",
-        "source": str(raw),
+        "source": raw,
         "records_read": read,
         "exclusion": exclusion,
         "molecules": molecules,

@@ -169,6 +169,28 @@ def count_records(raw: Path) -> int | None:
     return len(list(raw.glob(RECORD_PATTERN))) if raw.is_dir() else None
 
 
+def check_release_source(raw: Path) -> None:
+    """Refuse, before any reading, a ``raw`` that cannot be a release: missing, a folder without
+    ``dsgdb9nsd_*.xyz`` files, a damaged archive or a file that is no tar archive
+    (``FileNotFoundError`` / :class:`QM9FormatError` naming it)."""
+    raw = Path(raw)
+    if raw.is_dir():
+        if next(raw.glob(RECORD_PATTERN), None) is None:
+            archives = sorted(p.name for p in raw.glob("*.tar*"))
+            hint = f" (pass the archive itself: {raw / archives[0]})" if archives else ""
+            raise FileNotFoundError(f"no {RECORD_PATTERN} files in {raw}{hint}")
+        return
+    if not raw.exists():
+        raise FileNotFoundError(f"QM9 release not found: {raw}")
+    if not tarfile.is_tarfile(raw):
+        damage = archive_damage(raw)
+        if damage is not None:
+            raise QM9FormatError(f"{raw}: {damage}")
+        raise QM9FormatError(
+            f"{raw}: neither a folder of {RECORD_PATTERN} files nor a tar archive of them "
+            "(the release's dsgdb9nsd.xyz.tar.bz2)")
+
+
 def iter_qm9_records(raw: Path) -> Iterator[QM9Record]:
     """Yield every ``dsgdb9nsd_*.xyz`` record of a release folder (sorted by file name) or of a
     tar archive (``.tar.bz2``, ``.tar.gz``, ``.tar``; in archive order, streamed).
@@ -177,21 +199,11 @@ def iter_qm9_records(raw: Path) -> Iterator[QM9Record]:
     :class:`QM9FormatError` for a malformed record or an unreadable archive.
     """
     raw = Path(raw)
+    check_release_source(raw)
     if raw.is_dir():
-        files = sorted(raw.glob(RECORD_PATTERN))
-        if not files:
-            archives = sorted(p.name for p in raw.glob("*.tar*"))
-            hint = f" (pass the archive itself: {raw / archives[0]})" if archives else ""
-            raise FileNotFoundError(f"no {RECORD_PATTERN} files in {raw}{hint}")
-        for path in files:
+        for path in sorted(raw.glob(RECORD_PATTERN)):
             yield parse_qm9_xyz(_decode(path.read_bytes(), str(path)), str(path))
         return
-    if not raw.exists():
-        raise FileNotFoundError(f"QM9 release not found: {raw}")
-    if not tarfile.is_tarfile(raw):
-        raise QM9FormatError(
-            f"{raw}: neither a folder of {RECORD_PATTERN} files nor a tar archive of them "
-            "(the release's dsgdb9nsd.xyz.tar.bz2)")
     found = 0
     try:
         with tarfile.open(raw, mode="r|*") as archive:
@@ -206,9 +218,34 @@ def iter_qm9_records(raw: Path) -> Iterator[QM9Record]:
                 found += 1
                 yield parse_qm9_xyz(_decode(handle.read(), source), source)
     except (tarfile.TarError, EOFError, OSError) as err:
-        raise QM9FormatError(f"{raw}: cannot read the archive ({err})") from None
+        raise QM9FormatError(f"{raw}: the archive is damaged or truncated after {found} "
+                             f"records ({err}); download it again") from None
     if not found:
         raise FileNotFoundError(f"no {RECORD_PATTERN} members in {raw}")
+
+
+_COMPRESSIONS = {b"BZh": "bz2", b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz"}
+
+
+def archive_damage(path: Path) -> str | None:
+    """Why a compressed file that ``tarfile`` cannot open is unreadable, or None when it is not
+    compressed (bz2, gzip, xz by their magic bytes) or its compression reads correctly."""
+    import bz2
+    import gzip
+    import lzma
+
+    with open(path, "rb") as handle:
+        head = handle.read(6)
+    kind = next((name for magic, name in _COMPRESSIONS.items() if head.startswith(magic)), None)
+    if kind is None:
+        return None
+    opener = {"bz2": bz2.open, "gzip": gzip.open, "xz": lzma.open}[kind]
+    try:
+        with opener(path, "rb") as stream:
+            stream.read(1 << 16)
+    except (OSError, EOFError, lzma.LZMAError) as err:
+        return f"a damaged {kind} archive ({err}); download it again"
+    return f"a {kind}-compressed file that does not hold a tar archive"
 
 
 @dataclass(frozen=True)

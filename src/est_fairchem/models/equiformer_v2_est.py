@@ -33,6 +33,8 @@ from torch import nn
 
 from est_fairchem.models.eqv2_experts import EqV2SteerableExpert, can_batch, mix_eqv2_experts
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.input_checks import check_finite_structures, check_graph_has_edges
+from est_fairchem.models.trained_options import StoredESTOptions, function_options
 from est_fairchem.nn.est_update import ESTUpdate
 
 
@@ -79,11 +81,12 @@ class ESTTransBlockV2(nn.Module):
 
 
 @registry.register_model("est_equiformer_v2_backbone")
-class EquiformerV2ESTBackbone(EquiformerV2Backbone):
+class EquiformerV2ESTBackbone(StoredESTOptions, EquiformerV2Backbone):
     """fairchem's EquiformerV2 backbone whose update blocks are EST (hydra backbone).
 
     Takes every ``EquiformerV2Backbone`` option plus ``est``, the EST options
-    (see :class:`est_fairchem.models.est_config.ESTConfig`). Output as EquiformerV2:
+    (see :class:`est_fairchem.models.est_config.ESTConfig`; checkpoints keep them:
+    :mod:`est_fairchem.models.trained_options`). Output as EquiformerV2:
     ``{"node_embedding": SO3_Embedding [N, (L+1)^2, C], "graph": GraphData}``.
     """
 
@@ -99,14 +102,31 @@ class EquiformerV2ESTBackbone(EquiformerV2Backbone):
                 f"est.fourier_channels={self.est_config.fourier_channels}: EquiformerV2's grid "
                 f"carries sphere_channels={self.sphere_channels}; leave it null"
             )
+        self.steerable_hidden_channels = (self.est_config.steerable_hidden_channels
+                                          or max(1, self.ffn_hidden_channels // 2))
+        self.est_options = function_options(
+            self.est_config, steerable_hidden_channels=self.steerable_hidden_channels,
+            spherical_hidden_channels=2 * self.sphere_channels,
+            fourier_channels=self.sphere_channels,
+        )
         self.blocks = nn.ModuleList(
             ESTTransBlockV2(block, self._build_update()) for block in self.blocks
         )
 
+    def forward(self, data) -> dict[str, Any]:
+        """fairchem's EquiformerV2 forward, after refusing non-finite positions or cells."""
+        check_finite_structures(data, check_cell=self.use_pbc)
+        return super().forward(data)
+
+    def generate_graph(self, data, *args, **kwargs):
+        """fairchem's graph, refusing a batch without edges (isolated atoms) by name."""
+        graph = super().generate_graph(data, *args, **kwargs)
+        check_graph_has_edges(graph.edge_index, data, kwargs.get("cutoff") or self.cutoff)
+        return graph
+
     def _build_update(self) -> ESTUpdate:
         cfg = self.est_config
-        steerable_hidden = cfg.steerable_hidden_channels or max(1, self.ffn_hidden_channels // 2)
-        experts = [EqV2SteerableExpert(self, steerable_hidden)
+        experts = [EqV2SteerableExpert(self, self.steerable_hidden_channels)
                    for _ in range(cfg.num_steerable_experts)]
         update = ESTUpdate(
             lmax=self.lmax_list[0],

@@ -19,9 +19,16 @@ def read_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for files it cannot unpickle
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise WarmStartError(
+            f"{path}: not a fairchem checkpoint (torch.load cannot read it: {reason})"
+        ) from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise WarmStartError(f"{path}: expected a fairchem checkpoint (a dict with 'state_dict')")
+        raise WarmStartError(f"{path}: not a fairchem checkpoint (expected a dict with a "
+                             "'state_dict')")
     return checkpoint
 
 

@@ -19,6 +19,28 @@ class ESTConfigError(ValueError):
     """An invalid ``est:`` option in a model config."""
 
 
+def options_mapping(options: Any, section: str, example: str) -> dict[str, Any]:
+    """``options`` (a config's ``section:`` block) as a dict; ``None`` gives ``{}``. Raises
+    ``ESTConfigError`` when the block is not a mapping (``est: abc``)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ESTConfigError(
+            f"{section}: {options!r}: expected a mapping of options (for example "
+            f"'{section}: {{{example}}}'), or nothing for the defaults")
+    return dict(options)
+
+
+def _command_line_booleans(options: dict[str, Any], config_class: type) -> dict[str, Any]:
+    """``"true"`` / ``"false"`` (any case) as booleans for the boolean fields of
+    ``config_class``: fairchem's command line passes ``--model.backbone.est.x=true`` as text."""
+    booleans = {f.name for f in fields(config_class) if f.type in ("bool", bool)}
+    words = {"true": True, "false": False}
+    return {key: words.get(value.lower(), value)
+            if key in booleans and isinstance(value, str) else value
+            for key, value in options.items()}
+
+
 def check_known_options(
     options: Mapping[str, Any], config_class: type, section: str, label: str | None = None
 ) -> None:
@@ -66,6 +88,10 @@ class ESTConfig:
             falling slowly with num_points); ``local``, the grid turns with a frame built
             from each node's degree-1 features, which makes the branch exactly equivariant at
             any num_points (``est_fairchem.nn.local_frame``).
+        allow_option_change: load a checkpoint trained with other options than these (any
+            but ``recompute_update`` and ``random_grid_rotation``, which leave predictions
+            unchanged) with a warning; without it such a checkpoint is refused, listing each
+            differing option (``est_fairchem.models.trained_options``).
     """
 
     num_points: int = 64
@@ -81,13 +107,14 @@ class ESTConfig:
     random_grid_rotation: bool = True
     grid_frame: str = "local"
     recompute_update: bool = False
+    allow_option_change: bool = False
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None, lmax: int) -> "ESTConfig":
         """Validate ``options`` (the ``est:`` block) for degree ``lmax`` and build the config."""
-        options = dict(options or {})
+        options = options_mapping(options, "est", example="num_points: 64")
         check_known_options(options, cls, "est", label="EST")
-        config = cls(**options)
+        config = cls(**_command_line_booleans(options, cls))
         config.validate(lmax)
         return config
 
@@ -107,7 +134,8 @@ class ESTConfig:
             value = getattr(self, key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 fail(key, "a positive integer or null")
-        for key in ("orientation_embedding", "random_grid_rotation", "recompute_update"):
+        for key in ("orientation_embedding", "random_grid_rotation", "recompute_update",
+                    "allow_option_change"):
             if not isinstance(getattr(self, key), bool):
                 fail(key, "true or false")
         if self.grid_frame not in GRID_FRAMES:

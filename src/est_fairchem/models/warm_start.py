@@ -31,6 +31,8 @@ import re
 import torch
 from torch import nn
 
+from est_fairchem.errors import InputError
+
 _EXPERT = re.compile(
     r"^backbone\.blocks\.(?P<block>\d+)\.update\.steerable_experts\.\d+\.(?P<part>norm|ffn)\.(?P<rest>.+)$"
 )
@@ -43,7 +45,7 @@ _TABLE = re.compile(
 )
 
 
-class WarmStartError(ValueError):
+class WarmStartError(InputError):
     """The EquiformerV2 weights do not fit the EST model (the message lists the tensors)."""
 
 

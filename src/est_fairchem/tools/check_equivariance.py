@@ -3,10 +3,13 @@ invariants (energies, QM9 targets) unchanged and vectors (``irrep_dim: 1``: forc
 with the structure.
 
 The model is built from its config as fairchem builds it (EST or plain fairchem models alike),
-optionally loaded from a fairchem checkpoint, cast to float64 and put in eval mode. It is run on
-a structure and on random rotations of it (cell rotated too), with full-precision graphs from
-ASE's neighbour list (every neighbour within the model's cutoff, so no neighbour truncation
-enters the measurement).
+optionally loaded from a fairchem checkpoint (with the weights fairchem predicts with:
+:mod:`est_fairchem.tools.checkpoint_loading`), cast to float64 and put in eval mode. It is run
+on a structure and on random rotations of it (cell rotated too), with full-precision graphs
+from ASE's neighbour list (every neighbour within the model's cutoff, so no neighbour
+truncation enters the measurement). Outputs are compared in physical units, denormalised and
+with element references added as ``fairchem --mode predict`` does
+(:mod:`est_fairchem.tools.output_units`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from typing import Callable
 
 import torch
 
+from est_fairchem.errors import InputError
+from est_fairchem.models.input_checks import non_finite
 from est_fairchem.testing.equivariance import relative_error
 from est_fairchem.testing.structures import graph_batch, made_molecule, made_slab, rotated
+from est_fairchem.tools.checkpoint_loading import load_prediction_weights
 from est_fairchem.tools.model_from_config import build_model, load_config
+from est_fairchem.tools.output_units import output_transforms
 
 
 def _output(out: dict, key: str) -> torch.Tensor | None:
@@ -31,25 +38,17 @@ def _output(out: dict, key: str) -> torch.Tensor | None:
     return value.detach()
 
 
-def load_checkpoint_weights(model: torch.nn.Module, checkpoint: Path) -> None:
-    """Load a fairchem checkpoint's ``state_dict`` (DDP ``module.`` prefixes removed)."""
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if "state_dict" not in state:
-        raise ValueError(f"{checkpoint}: expected a fairchem checkpoint with a 'state_dict'")
-    weights = {k.removeprefix("module."): v for k, v in state["state_dict"].items()}
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    missing = [k for k in missing if "SO3" not in k and "mapping" not in k]
-    if missing or unexpected:
-        raise ValueError(
-            f"{checkpoint} does not fit the config's model: missing {missing[:10]}, "
-            f"unexpected {unexpected[:10]}"
-        )
+def check_finite_atoms(atoms, name: str) -> None:
+    """Raise ``InputError`` naming ``name`` if the positions or the cell hold NaN or inf."""
+    for what, values in (("positions", atoms.positions), ("cell", atoms.cell.array)):
+        kind = non_finite(torch.as_tensor(values))
+        if kind:
+            raise InputError(f"{name}: its {what} hold {kind}; expected finite numbers")
 
 
 def read_structure(path: Path):
-    """The first structure of an ASE-readable file, with errors that name the file."""
+    """The first structure of an ASE-readable file, with errors that name the file (also for
+    NaN or infinite positions or cell)."""
     from ase.io import read
 
     if not Path(path).is_file():
@@ -60,6 +59,7 @@ def read_structure(path: Path):
         raise ValueError(f"{path}: ASE cannot read a structure from it ({error})") from error
     if len(atoms) == 0:
         raise ValueError(f"{path}: the structure has no atoms")
+    check_finite_atoms(atoms, str(path))
     return atoms
 
 
@@ -68,8 +68,10 @@ def check_equivariance(
     rotations: int = 5, seed: int = 0, progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Relative and absolute errors of each declared output under ``rotations`` random
-    rotations (max and mean; ``result["outputs"][name]``). Without ``structure``: a made slab
-    for periodic models, a made molecule for molecular ones (``use_pbc: False``).
+    rotations (max and mean; ``result["outputs"][name]``), in the physical units
+    ``fairchem --mode predict`` writes (``denormalized_with`` names the normalizer and element
+    references applied). Without ``structure``: a made slab for periodic models, a made
+    molecule for molecular ones (``use_pbc: False``).
 
     Runs with torch's default dtype set to float64 (fairchem's EquiformerV2 creates some
     tensors in the default dtype), restored afterwards. ``progress``, if given, receives one
@@ -103,6 +105,13 @@ def declared_outputs(config: dict) -> tuple[dict[str, int], dict[str, str]]:
         else:
             checked[name] = int(degree)
     return checked, unchecked
+
+
+def _output_level(config: dict, name: str) -> str:
+    """``atom`` or ``system``: the config's ``outputs.<name>.level`` (default: forces per
+    atom, everything else per system)."""
+    spec = (config.get("outputs") or {}).get(name) or {}
+    return spec.get("level", "atom" if name == "forces" else "system")
 
 
 def _element_check(atoms, backbone: dict, name: str, config_path: Path) -> None:
@@ -139,13 +148,23 @@ def _check(
     checked, unchecked = declared_outputs(config)
     torch.manual_seed(seed)
     model = build_model(config)
+    stored = None
     if checkpoint is not None:
-        load_checkpoint_weights(model, checkpoint)
+        stored = load_prediction_weights(model, checkpoint, config, config_path)
     model = model.double().eval()
+    transforms = output_transforms(config, stored)
 
     def predict(batch) -> dict[str, torch.Tensor | None]:
         out = model(batch)
-        return {key: _output(out, key) for key in checked}
+        values = {}
+        for key in checked:
+            value = _output(out, key)
+            if value is not None:  # shaped per atom or per system, as fairchem does
+                per_atom = _output_level(config, key) == "atom"
+                rows = int(batch.natoms.sum()) if per_atom else len(batch.natoms)
+                value = transforms.physical(key, value.view(rows, -1), batch)
+            values[key] = value
+        return values
 
     batch = graph_batch([atoms], radius)
     edges = int(batch.edge_index.shape[1])
@@ -181,6 +200,7 @@ def _check(
             # True when the output is no larger than its change under rotation, as forces on
             # a perfect crystal, which vanish by symmetry: the relative error is meaningless.
             "at_noise_level": scale <= max(absolute[key]),
+            "denormalized_with": transforms.applied(key),  # as fairchem predicts
         }
     return {
         "config": str(config_path),

@@ -60,11 +60,12 @@ def load_training_state(path: Path) -> TrainingState:
 
 
 def model_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The floating-point model tensors, without DDP's ``module.`` prefix."""
+    """The floating-point model tensors, without DDP's ``module.`` prefix (torch extra state,
+    such as an EST backbone's stored options, is left out)."""
     return {
         name.removeprefix("module."): tensor
         for name, tensor in checkpoint["state_dict"].items()
-        if tensor.is_floating_point()
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
     }
 
 

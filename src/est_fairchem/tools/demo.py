@@ -14,21 +14,30 @@ from pathlib import Path
 from typing import Callable
 
 from est_fairchem.data.demo_s2ef import TEST_SPLITS
+from est_fairchem.data.preflight import check_lmdb_dataset
+from est_fairchem.errors import InputError
 from est_fairchem.tools import fairchem_runs
 from est_fairchem.tools.train_log import best_validation
 
 
 @dataclass(frozen=True)
 class DemoTask:
-    """What differs between the S2EF and IS2RE demos."""
+    """What differs between the demos. ``splits`` are the LMDB folders the demo reads, under
+    ``<data>/<lmdb_dir>``; ``data_tasks`` the ``metadata.json`` tasks whose data it reuses."""
 
     name: str
     title: str
     config: str
     data: str
     primary_metric: str
-    train_systems: int
     make_data: Callable[[Path, int], dict]
+    splits: tuple[str, ...] = ("train", "val", *TEST_SPLITS)
+    lmdb_dir: str = ""
+    data_tasks: tuple[str, ...] = ()
+
+    def lmdb(self, data: Path) -> Path:
+        """The folder holding this task's split folders."""
+        return data / self.lmdb_dir if self.lmdb_dir else data
 
 
 def _make_s2ef(out: Path, seed: int) -> dict:
@@ -64,29 +73,52 @@ def _make_qm9(out: Path, seed: int) -> dict:
 
 DEMO_TASKS = {
     "s2ef": DemoTask("s2ef", "EST-EquiformerV2 S2EF demo", "configs/oc20/s2ef/demo/est_eqv2_demo.yml",
-                     "data/demo/s2ef", "forces_mae", 48, _make_s2ef),
+                     "data/demo/s2ef", "forces_mae", _make_s2ef, data_tasks=("s2ef",)),
     "is2re": DemoTask("is2re", "EST-Equiformer IS2RE demo",
                       "configs/oc20/is2re/demo/est_equiformer_demo.yml", "data/demo/is2re",
-                      "energy_mae", 64, _make_is2re),
+                      "energy_mae", _make_is2re, data_tasks=("is2re", "is2rs")),
     "qm9": DemoTask("qm9", "EST (Figure 3) QM9 demo", "configs/qm9/demo/est_demo.yml",
-                    "data/demo/qm9", f"{QM9_DEMO_TARGET}_mae", QM9_DEMO_MOLECULES, _make_qm9),
+                    "data/demo/qm9", f"{QM9_DEMO_TARGET}_mae", _make_qm9,
+                    splits=("train", "val", "test"), lmdb_dir="lmdb", data_tasks=("qm9",)),
 }
 
 
 def ensure_demo_data(out: Path, seed: int, task: DemoTask) -> str:
-    """Make the demo data unless ``out`` already holds this task's default set of this seed."""
+    """Make the demo data unless ``out`` already holds a set for ``task``, of any size.
+
+    Returns ``"reused"`` (demo data of this task and seed, per ``out/metadata.json``),
+    ``"found"`` (no ``metadata.json``, but the task's split folders exist: used as they are)
+    or ``"made"``. Raises :class:`InputError` for demo data of another task or seed.
+    """
     metadata_file = out / "metadata.json"
     if metadata_file.exists():
         metadata = json.loads(metadata_file.read_text())
-        made = (metadata.get("seed"), metadata.get("task", "s2ef"), metadata.get("train_systems"))
-        if made == (seed, task.name, task.train_systems):
-            return "reused"
-        raise FileExistsError(
-            f"{out} holds demo data of another task, seed or size ({metadata_file}); "
-            "remove it or pass --data elsewhere"
-        )
+        made_task, made_seed = metadata.get("task", "s2ef"), metadata.get("seed")
+        if made_task not in task.data_tasks:
+            raise InputError(f"{metadata_file}: {out} holds {made_task} demo data, not "
+                             f"{task.name}; remove it or pass --data elsewhere")
+        if made_seed != seed:
+            raise InputError(f"{metadata_file}: {out} holds demo data of seed {made_seed}, not "
+                             f"{seed}; pass --seed {made_seed}, or --data elsewhere")
+        return "reused"
+    if all((task.lmdb(out) / split).exists() for split in task.splits):
+        return "found"
     task.make_data(out, seed)
     return "made"
+
+
+def check_demo_data(data: Path, task: DemoTask) -> dict[str, int]:
+    """Pre-flight check of every split the demo reads (see :func:`check_lmdb_dataset`);
+    returns split -> records. Raises :class:`InputError` naming the first bad file."""
+    return {split: check_lmdb_dataset(task.lmdb(data) / split) for split in task.splits}
+
+
+def _prepare_data(data: Path, seed: int, task: DemoTask) -> dict[str, int]:
+    """Step 1 of a demo: make or reuse the data, check it, say so; returns split -> records."""
+    status = ensure_demo_data(data, seed, task)
+    records = check_demo_data(data, task)
+    print(f"[1/4] demo data {status}: {data} ({records['train']} training samples)", flush=True)
+    return records
 
 
 def _train(config: Path, run_dir: Path, train_id: str, data_paths: list[str]) -> Path:
@@ -102,8 +134,7 @@ def run_demo(config: Path, data: Path, run_dir: Path, seed: int = 0, task: str =
     demo = DEMO_TASKS[task]
     if task == "qm9":
         return run_qm9_demo(config, data, run_dir, seed)
-    status = ensure_demo_data(data, seed, demo)
-    print(f"[1/4] demo data {status}: {data}", flush=True)
+    _prepare_data(data, seed, demo)
     train_id = fairchem_runs.new_timestamp_id(f"est-demo-{task}")
     data_paths = [f"--dataset.train.src={data / 'train'}", f"--dataset.val.src={data / 'val'}"]
     checkpoint = _train(config, run_dir, train_id, data_paths)
@@ -131,6 +162,19 @@ def run_demo(config: Path, data: Path, run_dir: Path, seed: int = 0, task: str =
     }
 
 
+def cosine_steps_override(config: Path, train_records: int) -> list[str]:
+    """``--optim.T_max`` = the run's steps (max_epochs x steps per epoch on one process) for a
+    config with ``scheduler: CosineAnnealingLR`` (counted in steps, so fixed to one set size);
+    no override for other schedulers."""
+    from est_fairchem.tools.model_from_config import load_config
+
+    optim = load_config(config)["optim"]
+    if optim.get("scheduler") != "CosineAnnealingLR":
+        return []
+    steps_per_epoch = -(-train_records // optim.get("batch_size", 1))
+    return [f"--optim.T_max={optim['max_epochs'] * steps_per_epoch}"]
+
+
 def _logged_mae(log_file: Path, metric: str) -> list[float]:
     """Every value of ``metric`` in fairchem's evaluation lines (no step count) of a log."""
     pattern = re.compile(rf"\b{re.escape(metric)}: ([-+0-9.eE]+)")
@@ -142,12 +186,12 @@ def run_qm9_demo(config: Path, data: Path, run_dir: Path, seed: int = 0) -> dict
     """QM9 demo: made data -> train -> ``--mode validate`` on the test split (test MAE) ->
     ``--mode predict`` on it. MAEs in eV (U0 atomization energy)."""
     demo = DEMO_TASKS["qm9"]
-    status = ensure_demo_data(data, seed, demo)
-    lmdb = data / "lmdb"
-    print(f"[1/4] demo data {status}: {data}", flush=True)
+    records = _prepare_data(data, seed, demo)
+    lmdb = demo.lmdb(data)
     train_id = fairchem_runs.new_timestamp_id("est-demo-qm9")
     data_paths = [f"--dataset.train.src={lmdb / 'train'}", f"--dataset.val.src={lmdb / 'val'}"]
-    checkpoint = _train(config, run_dir, train_id, data_paths)
+    checkpoint = _train(config, run_dir, train_id,
+                        [*data_paths, *cosine_steps_override(config, records["train"])])
     print("[3/4] test MAE: fairchem --mode validate on the test split", flush=True)
     validate_log = run_dir / "logs" / f"{train_id}-validate-test.log"
     fairchem_runs.run_fairchem(

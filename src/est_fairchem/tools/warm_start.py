@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from est_fairchem.data.output_folder import check_output_file
 from est_fairchem.models.eqv2_checkpoint import prediction_weights, read_checkpoint
 from est_fairchem.models.warm_start import warm_start
 from est_fairchem.tools.model_from_config import build_model, load_config
@@ -35,8 +36,7 @@ def warm_start_checkpoint(
 ) -> dict:
     """Write the warm-started EST checkpoint to ``out``; return a summary of what was done."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
+    check_output_file(out, protect=(eqv2_checkpoint, est_config), overwrite=overwrite)
     checkpoint = read_checkpoint(eqv2_checkpoint)
     weights = prediction_weights(checkpoint, eqv2_checkpoint)
     config = load_config(est_config)

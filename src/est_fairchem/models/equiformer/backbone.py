@@ -17,7 +17,11 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface
 from torch import nn
 
-from est_fairchem.models.equiformer.blocks import FeedForwardUpdate, TransBlock, init_equiformer_weights
+from est_fairchem.models.equiformer.blocks import (
+    FeedForwardUpdate,
+    TransBlock,
+    init_equiformer_weights,
+)
 from est_fairchem.models.equiformer.embedding import EdgeDegreeEmbedding, ScalarEmbedding
 from est_fairchem.models.equiformer.est_irreps_update import EquiformerESTUpdate
 from est_fairchem.models.equiformer.feed_forward import FeedForward
@@ -26,6 +30,8 @@ from est_fairchem.models.equiformer.graph_attention import GraphAttention
 from est_fairchem.models.equiformer.irreps_norm import EquivariantLayerNorm
 from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.input_checks import check_finite_structures
+from est_fairchem.models.trained_options import StoredESTOptions, function_options
 
 NUM_OC20_TAGS = 3  # 0 sub-surface, 1 surface, 2 adsorbate
 OC20_IS2RE_AVG_DEGREE = 23.395238876342773  # Equiformer's IS2RE statistic (5 A cutoff)
@@ -144,7 +150,9 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
                            self.enforce_max_neighbors_strictly)
 
     def forward(self, data) -> dict[str, torch.Tensor]:
-        """fairchem batch -> ``{"node_embedding": [N, irreps_feature.dim]}``."""
+        """fairchem batch -> ``{"node_embedding": [N, irreps_feature.dim]}``; non-finite
+        positions or cells are refused (:mod:`est_fairchem.models.input_checks`)."""
+        check_finite_structures(data, check_cell=self.use_pbc)
         edge_index, edge_vec = self.edges(data)
         edge_src, edge_dst = edge_index[0], edge_index[1]
         atomic_numbers = data.atomic_numbers.long()
@@ -162,11 +170,12 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
 
 
 @registry.register_model("est_equiformer_est_backbone")
-class EquiformerESTBackbone(EquiformerBackbone):
+class EquiformerESTBackbone(StoredESTOptions, EquiformerBackbone):
     """Equiformer whose update blocks are EST (spec §7): every Equiformer option plus ``est``
-    (see :class:`est_fairchem.models.est_config.ESTConfig`); the steerable experts are
-    Equiformer feed-forward networks with ``irreps_mlp_mid``, so ``steerable_hidden_channels``
-    does not apply."""
+    (see :class:`est_fairchem.models.est_config.ESTConfig`; checkpoints keep them:
+    :mod:`est_fairchem.models.trained_options`); the steerable experts are Equiformer
+    feed-forward networks with ``irreps_mlp_mid``, so ``steerable_hidden_channels`` does not
+    apply."""
 
     def __init__(self, est: dict[str, Any] | None = None, **equiformer_options: Any) -> None:
         lmax = _irreps("irreps_node_embedding",
@@ -176,6 +185,9 @@ class EquiformerESTBackbone(EquiformerBackbone):
             raise ESTConfigError("est.steerable_hidden_channels: not used by Equiformer; its "
                                  "steerable experts take irreps_mlp_mid")
         super().__init__(**equiformer_options)
+        grid_channels = self.blocks[0].update.channels  # C_F, resolved by the update block
+        self.est_options = function_options(self.est_config, fourier_channels=grid_channels,
+                                            spherical_hidden_channels=2 * grid_channels)
 
     def build_update(self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps) -> nn.Module:
         return EquiformerESTUpdate(irreps_in, irreps_mid, irreps_out, self.est_config)

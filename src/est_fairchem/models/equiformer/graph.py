@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from est_fairchem.models.input_checks import check_graph_has_edges
+
 
 def molecular_radius_graph(
     pos: torch.Tensor, batch: torch.Tensor, cutoff: float, max_neighbors: int
@@ -69,9 +71,13 @@ def graph_edges(
     neighbour search for periodic systems (:func:`periodic_edges`), a dense radius graph for
     molecules (:func:`molecular_radius_graph`) unless the batch brings its own edges."""
     if use_pbc:
-        return periodic_edges(data, cutoff, max_neighbors, enforce_max_neighbors_strictly, otf_graph)
-    if otf_graph or getattr(data, "edge_index", None) is None:
-        edge_index = molecular_radius_graph(data.pos, data.batch, cutoff, max_neighbors)
+        edge_index, edge_vec = periodic_edges(data, cutoff, max_neighbors,
+                                              enforce_max_neighbors_strictly, otf_graph)
     else:
-        edge_index = data.edge_index
-    return edge_index, data.pos[edge_index[0]] - data.pos[edge_index[1]]
+        if otf_graph or getattr(data, "edge_index", None) is None:
+            edge_index = molecular_radius_graph(data.pos, data.batch, cutoff, max_neighbors)
+        else:
+            edge_index = data.edge_index
+        edge_vec = data.pos[edge_index[0]] - data.pos[edge_index[1]]
+    check_graph_has_edges(edge_index, data, cutoff)
+    return edge_index, edge_vec

@@ -32,10 +32,12 @@ from est_fairchem.models.equiformer.blocks import init_equiformer_weights
 from est_fairchem.models.equiformer.graph import graph_edges
 from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.input_checks import check_finite_structures
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import EdgeDegreeEmbedding, edge_harmonics
 from est_fairchem.models.pure_est.layers import EquivariantRMSNorm, UniformFeedForward
 from est_fairchem.models.pure_est.message import ESTMessageBlock
+from est_fairchem.models.trained_options import StoredESTOptions, function_options
 from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
@@ -76,8 +78,9 @@ class ESTLayer(nn.Module):
 
 
 @registry.register_model("est_pure_backbone")
-class ESTBackbone(nn.Module, BackboneInterface):
-    """The pure EST message-passing model (see the module docstring).
+class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
+    """The pure EST message-passing model (see the module docstring); checkpoints keep its
+    ``est`` options (:mod:`est_fairchem.models.trained_options`).
 
     Args:
         lmax: L of the node features; channels: C per degree.
@@ -149,6 +152,11 @@ class ESTBackbone(nn.Module, BackboneInterface):
                                      "ESTBackbone (the grid carries `channels`; steerable "
                                      "experts take `irreps_mlp_mid`); leave it null")
         self.message_config = MessageConfig.from_mapping(message)
+        self.est_options = {
+            **function_options(self.est_config, spherical_hidden_channels=2 * channels),
+            **function_options(self.message_config, "message",
+                               spherical_hidden_channels=2 * channels),
+        }
         if channels % self.est_config.num_heads != 0:
             raise ESTConfigError(f"est.num_heads={self.est_config.num_heads}: must divide "
                                  f"channels={channels}")
@@ -209,7 +217,9 @@ class ESTBackbone(nn.Module, BackboneInterface):
                            self.enforce_max_neighbors_strictly)
 
     def forward(self, data) -> dict[str, torch.Tensor]:
-        """fairchem batch -> ``{"node_embedding": [N, C]}`` (invariant channels)."""
+        """fairchem batch -> ``{"node_embedding": [N, C]}`` (invariant channels); non-finite
+        positions or cells are refused (:mod:`est_fairchem.models.input_checks`)."""
+        check_finite_structures(data, check_cell=self.use_pbc)
         edge_index, edge_vec = self.edges(data)
         edge_src, edge_dst = edge_index[0], edge_index[1]
         atomic_numbers = data.atomic_numbers.long()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from est_fairchem.models.est_config import ESTConfigError, check_known_options
+from est_fairchem.models.est_config import ESTConfigError, check_known_options, options_mapping
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class MessageConfig:
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any] | None) -> "MessageConfig":
         """Validate ``options`` (the ``message:`` block) and build the config."""
-        options = dict(options or {})
+        options = options_mapping(options, "message", example="num_spherical_experts: 2")
         check_known_options(options, cls, "message")
         config = cls(**options)
         config.validate()

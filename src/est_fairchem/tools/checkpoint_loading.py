@@ -1,0 +1,92 @@
+"""Load a fairchem checkpoint into a model built from a config, with the weights fairchem
+predicts with, and one :class:`~est_fairchem.errors.InputError` for anything that does not fit.
+
+fairchem's ``--mode predict`` loads the checkpoint's ``state_dict`` into the model its config
+builds and then, when the config has ``optim.ema_decay`` and the checkpoint an EMA state,
+copies the EMA's shadow parameters over the model's trainable parameters, in order. The same
+is done here. A file torch cannot read, or one holding something other than a checkpoint,
+and weights of other shapes or names are refused listing every mismatched tensor (name,
+checkpoint shape, model shape), as ``est-fairchem warm-start`` lists them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from est_fairchem.errors import InputError
+
+MAX_LISTED = 60
+
+
+def read_fairchem_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict at ``path`` (on CPU); ``FileNotFoundError`` if there is no file,
+    ``InputError`` naming it if it is not a fairchem checkpoint."""
+    from est_fairchem.models.eqv2_checkpoint import read_checkpoint
+
+    return read_checkpoint(path)  # its WarmStartError is an InputError
+
+
+def prediction_weights(model: torch.nn.Module, checkpoint: dict, config: dict,
+                       path: str | Path) -> dict[str, object]:
+    """The checkpoint's state dict (DDP ``module.`` prefixes removed) with, when ``config``
+    uses EMA (``optim.ema_decay``) and the checkpoint holds an EMA state, the shadow
+    parameters in place of ``model``'s trainable parameters (what fairchem predicts with)."""
+    from est_fairchem.models.warm_start import strip_module_prefix
+
+    weights = dict(strip_module_prefix(checkpoint["state_dict"]))
+    ema = checkpoint.get("ema")
+    if not ((config.get("optim") or {}).get("ema_decay") and ema):
+        return weights
+    names = [name for name, p in model.named_parameters() if p.requires_grad]
+    shadow = list(ema["shadow_params"])
+    if len(shadow) != len(names):
+        raise InputError(f"{path}: its EMA state holds {len(shadow)} tensors, the config's model "
+                         f"has {len(names)} trainable parameters: not a checkpoint of this model")
+    weights.update(zip(names, shadow))
+    return weights
+
+
+def fit_problems(model: torch.nn.Module, weights: dict[str, object]) -> list[str]:
+    """One line per tensor of ``weights`` whose shape differs from ``model``'s, per model
+    parameter the weights lack, and per weight the model has no place for."""
+    target = model.state_dict()
+    parameters = {name for name, _ in model.named_parameters()}
+    problems = []
+    for key, value in weights.items():
+        if not isinstance(value, torch.Tensor):
+            continue  # torch extra state, such as the EST options
+        if key not in target:
+            problems.append(f"  '{key}' {tuple(value.shape)}: no place in the model")
+        elif target[key].shape != value.shape:
+            problems.append(f"  {key}: checkpoint {tuple(value.shape)}, "
+                            f"model {tuple(target[key].shape)}")
+    problems += [f"  {key} {tuple(target[key].shape)}: not in the checkpoint"
+                 for key in target if key in parameters and key not in weights]
+    return problems
+
+
+def load_prediction_weights(model: torch.nn.Module, checkpoint_path: str | Path, config: dict,
+                            config_path: str | Path) -> dict:
+    """Load into ``model`` (built from ``config``, read from ``config_path``) the weights
+    fairchem predicts with from the checkpoint at ``checkpoint_path``; return the checkpoint.
+
+    Raises:
+        FileNotFoundError: no file at ``checkpoint_path``.
+        InputError: not a fairchem checkpoint; its tensors do not fit the model (all listed);
+            an EST checkpoint trained with other EST options (``trained_options``).
+    """
+    checkpoint = read_fairchem_checkpoint(checkpoint_path)
+    weights = prediction_weights(model, checkpoint, config, checkpoint_path)
+    problems = fit_problems(model, weights)
+    if problems:
+        shown = problems[:MAX_LISTED] + (["  ..."] if len(problems) > MAX_LISTED else [])
+        raise InputError(
+            f"{checkpoint_path}: its weights do not fit the model of {config_path} "
+            f"({len(problems)} tensors; name: checkpoint shape, model shape):\n" + "\n".join(shown))
+    try:
+        model.load_state_dict(weights, strict=False)
+    except InputError as error:
+        raise InputError(f"{checkpoint_path}: {error}") from None
+    return checkpoint
