@@ -64,15 +64,18 @@ def _predict(model, atoms_list, positions=None) -> torch.Tensor:
     return model(batch_of(atoms_list, positions))["u0_atomization"]["u0_atomization"].detach()
 
 
-def _rotation_error(model, rotations: int = 3) -> float:
+def _rotation_error(model, rotations: int = 3, absolute: bool = False) -> float:
+    """Largest relative (or, with ``absolute``, absolute) change of the target under
+    ``rotations`` random rotations of a rattled ethanol."""
     atoms = molecule()
     reference = _predict(model, [atoms])
     torch.manual_seed(5)
     errors = []
     for _ in range(rotations):
         rotation = o3.rand_matrix(dtype=torch.float64).numpy()
-        errors.append(relative_error(_predict(model, [atoms], [atoms.positions @ rotation.T]),
-                                     reference))
+        turned = _predict(model, [atoms], [atoms.positions @ rotation.T])
+        errors.append(float((turned - reference).abs().max()) if absolute
+                      else relative_error(turned, reference))
     return max(errors)
 
 
@@ -176,8 +179,11 @@ def test_training_mode_rotates_the_grid_but_keeps_the_messages(float64):
 
 def test_est_with_graph_attention_in_the_qm9_layout_is_invariant(float64):
     """EST with Equiformer's graph attention at L = 2 (irreps up to 2e, harmonics 1x0e+1x1e+1x2e),
-    the demo's small size: plain Equiformer is exact (measured 4.7e-16); EST measured 4.8e-4 with
-    the demo's Lebedev-26 grid and 4.6e-5 with the QM9 configs' Fibonacci-64. Bounds 10x."""
+    the demo's small size, random weights: plain Equiformer is exact (measured 4.7e-16); EST's
+    largest change of the target (eV; with Equiformer's radial basis the random-weight target
+    is ~1e-3 eV, so changes, not relative errors) measured 2.4e-3 with the demo's Lebedev-26 grid
+    and 1.7e-4 with the QM9 configs' Fibonacci-64 (3.4e-4 and 3.2e-5 with the earlier
+    per-element basis). Bounds 10x; more points must do better."""
     model = copy.deepcopy(yaml.safe_load(SMALL_GA_MODEL.read_text())["model"])
     model["heads"] = {"u0_atomization": HEAD}
     plain = copy.deepcopy(model)
@@ -185,13 +191,13 @@ def test_est_with_graph_attention_in_the_qm9_layout_is_invariant(float64):
     del plain["backbone"]["est"]
     fibonacci = copy.deepcopy(model)
     fibonacci["backbone"]["est"].update({"num_points": 64, "sampling": "fibonacci"})
-    errors = [_rotation_error(build({"model": m}).double().eval())
+    errors = [_rotation_error(build({"model": m}).double().eval(), absolute=True)
               for m in (plain, model, fibonacci)]
-    print("EST-with-GA rotation errors: plain {:.1e}, lebedev-26 {:.1e}, fibonacci-64 {:.1e}"
-          .format(*errors))
+    print("EST-with-GA rotation changes (eV): plain {:.1e}, lebedev-26 {:.1e}, fibonacci-64 "
+          "{:.1e}".format(*errors))
     assert errors[0] < 1e-12
-    assert errors[1] < 5e-3
-    assert errors[2] < 5e-4
+    assert errors[1] < 2.5e-2
+    assert errors[2] < 2e-3 and errors[2] < errors[1]
 
 
 @pytest.mark.parametrize(

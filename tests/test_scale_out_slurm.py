@@ -114,7 +114,7 @@ def test_train_job_runs_fairchem_runner_with_the_est_config(train_job):
     assert config["mode"] == "train" and config["submit"] is True
     assert config["world_size"] == 32
     assert config["model"]["backbone"]["model"] == "est_fairchem.models.EquiformerV2ESTBackbone"
-    assert config["model"]["backbone"]["est"]["num_points"] == 90
+    assert config["model"]["backbone"]["est"] == {"preset": "paper"}  # 90 points at lmax 4
     assert config["dataset"]["train"]["src"] == "data/s2ef/all/train/"
     assert config["optim"]["checkpoint_every"] == 5000
     assert config["slurm"]["folder"] == f"{logdir}/%j"

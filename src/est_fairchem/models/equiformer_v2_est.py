@@ -33,6 +33,7 @@ from torch import nn
 
 from est_fairchem.models.eqv2_experts import EqV2SteerableExpert, can_batch, mix_eqv2_experts
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.est_preset import log_est_options, preset_name, resolve_preset
 from est_fairchem.models.input_checks import check_finite_structures, check_graph_has_edges
 from est_fairchem.models.trained_options import StoredESTOptions, function_options
 from est_fairchem.nn.est_update import ESTUpdate
@@ -96,7 +97,9 @@ class EquiformerV2ESTBackbone(StoredESTOptions, EquiformerV2Backbone):
             raise ESTConfigError(
                 f"lmax_list={self.lmax_list}: EST supports a single resolution (one lmax)"
             )
-        self.est_config = ESTConfig.from_mapping(est, lmax=self.lmax_list[0])
+        options = resolve_preset(est, "equiformer_v2", self.lmax_list[0], self.sphere_channels,
+                                 self.ffn_hidden_channels)
+        self.est_config = ESTConfig.from_mapping(options, lmax=self.lmax_list[0])
         if self.est_config.fourier_channels not in (None, self.sphere_channels):
             raise ESTConfigError(
                 f"est.fourier_channels={self.est_config.fourier_channels}: EquiformerV2's grid "
@@ -109,6 +112,7 @@ class EquiformerV2ESTBackbone(StoredESTOptions, EquiformerV2Backbone):
             spherical_hidden_channels=2 * self.sphere_channels,
             fourier_channels=self.sphere_channels,
         )
+        log_est_options(self, preset_name(est))
         self.blocks = nn.ModuleList(
             ESTTransBlockV2(block, self._build_update()) for block in self.blocks
         )

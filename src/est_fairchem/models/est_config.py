@@ -1,7 +1,9 @@
 """Typed options of the EST update block, built from the ``est:`` mapping of a config.
 
 A typo or an out-of-range value fails when the model is built, with a message naming the key
-and what was expected (fairchem's flat YAML kwargs otherwise swallow such mistakes).
+and what was expected (fairchem's flat YAML kwargs otherwise swallow such mistakes). The
+block's ``preset`` key is resolved into plain options before this validation
+(:mod:`est_fairchem.models.est_preset`).
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
 from est_fairchem.sphere.points import SAMPLINGS
+from est_fairchem.sphere.transform import min_sphere_points
 
 GRID_FRAMES = ("global", "local")
-from est_fairchem.sphere.transform import min_sphere_points
 
 
 class ESTConfigError(ValueError):

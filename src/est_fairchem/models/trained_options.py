@@ -59,14 +59,15 @@ def option_differences(trained: Mapping[str, Any],
             if trained[key] != configured[key]}
 
 
+def spelled(value: Any) -> str:
+    """An option's value as YAML writes it (``null``, ``true``, ``64``)."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def describe_differences(differences: Mapping[str, tuple[Any, Any]]) -> str:
     """``est.num_points: trained 16, configured 24; ...`` (YAML spelling of the values)."""
-
-    def spelled(value: Any) -> str:
-        if value is None:
-            return "null"
-        return str(value).lower() if isinstance(value, bool) else str(value)
-
     return "; ".join(f"{key}: trained {spelled(old)}, configured {spelled(new)}"
                      for key, (old, new) in differences.items())
 

@@ -59,6 +59,11 @@ class ESTUpdate(nn.Module):
         invariant_scalars: replace the degree-0 output of the spherical branch by the
             invariant ``SiLU(W0 LN(x^(0)) + b0)`` (reference behaviour); False keeps the
             grid's own degree-0 output (where only invariants leave the block).
+        scalar_output: return only the degree-0 row [N, 1, C] (a last layer whose head reads
+            invariants only): the grid's own degree-0 output (``invariant_scalars`` is then
+            ignored), and steerable experts that return [N, 1, C]. Every parameter then
+            reaches the output; with the full [N, K, C] output the l >= 1 rows of a last layer
+            would be computed and never read.
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class ESTUpdate(nn.Module):
         grid_frame: str = "global",
         steerable_mixture: Callable[..., torch.Tensor] | None = None,
         recompute: bool = False,
+        scalar_output: bool = False,
     ) -> None:
         super().__init__()
         self.lmax = lmax
@@ -86,7 +92,8 @@ class ESTUpdate(nn.Module):
         self.num_steerable = len(steerable_experts)
         self.num_spherical = num_spherical_experts
         self.random_grid_rotation = random_grid_rotation
-        self.invariant_scalars = invariant_scalars
+        self.scalar_output = scalar_output
+        self.invariant_scalars = invariant_scalars and not scalar_output
         if grid_frame not in ("global", "local"):
             raise ValueError(f"grid_frame={grid_frame!r}: expected 'global' or 'local'")
         self.grid_frame = grid_frame
@@ -105,7 +112,7 @@ class ESTUpdate(nn.Module):
             self.spherical_experts = SphericalExperts(
                 channels, spherical_hidden_channels, num_spherical_experts
             )
-            if invariant_scalars:
+            if self.invariant_scalars:
                 self.scalar_branch = nn.Sequential(
                     nn.LayerNorm(channels), nn.Linear(channels, channels), nn.SiLU()
                 )
@@ -120,7 +127,8 @@ class ESTUpdate(nn.Module):
             batch: [N] system index of each node, for the per-system grid rotation in training.
             gates: [N, n_st + n_sp] gate weights, required when built with ``own_gate=False``.
         Returns:
-            [N, (L+1)^2, C] update (the caller adds the residual).
+            [N, (L+1)^2, C] update (the caller adds the residual); [N, 1, C] with
+            ``scalar_output``.
         """
         if self.recompute and self.training and torch.is_grad_enabled():
             return recomputed_in_backward(self._update, x, batch, gates)
@@ -141,12 +149,13 @@ class ESTUpdate(nn.Module):
         return self.mix_steerable(x, gates.narrow(1, 0, self.num_steerable)) + out
 
     def mix_steerable(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
-        """``sum_i gates[:, i] * steerable_experts[i](x)``: [N, K, C] (zeros without experts)."""
+        """``sum_i gates[:, i] * steerable_experts[i](x)``: [N, K, C] ([N, 1, C] with
+        ``scalar_output``; zeros without experts)."""
         if self.num_steerable == 0:
-            return torch.zeros_like(x)
+            return torch.zeros_like(x.narrow(1, 0, 1) if self.scalar_output else x)
         if self.steerable_mixture is not None:
             return self.steerable_mixture(list(self.steerable_experts), x, gates)
-        out = torch.zeros_like(x)
+        out = 0
         for i, expert in enumerate(self.steerable_experts):
             out = out + gates[:, i, None, None] * expert(x)
         return out
@@ -160,7 +169,7 @@ class ESTUpdate(nn.Module):
             x: [N, (L+1)^2, C]; gates: [N, n_sp] weights of the spherical experts;
             batch: [N] system index (grid rotation in training) or None.
         Returns:
-            [N, (L+1)^2, C].
+            [N, (L+1)^2, C]; [N, 1, C] with ``scalar_output``.
         """
         # Under autocast the rotations, transforms and attention run in float32 with autocast
         # off (see sphere/transform.py); only the linear layers run in half precision.
@@ -170,6 +179,8 @@ class ESTUpdate(nn.Module):
         grid = self.transform.to_grid(x, rotation)
         grid = self.attention(grid, self.transform.points, self.transform.log_weights(grid.dtype))
         grid = self.spherical_experts(grid, gates)
+        if self.scalar_output:  # D_0 = 1: the degree-0 row needs no turn back
+            return self.transform.from_grid(grid, degree_zero_only=True)
         if not self.invariant_scalars:
             return self.transform.from_grid(grid, rotation)
         y = self.transform.from_grid(grid, rotation, without_degree_zero=True)  # [N, K-1, C]

@@ -149,16 +149,21 @@ class SphericalTransform(nn.Module):
 
     def from_grid(
         self, f: torch.Tensor, rotation: torch.Tensor | None = None,
-        without_degree_zero: bool = False,
+        without_degree_zero: bool = False, degree_zero_only: bool = False,
     ) -> torch.Tensor:
         """[N, S, C] grid -> [N, K, C] steerable, in float32 under autocast.
 
         ``rotation``: per-row Wigner-D [N, K, K] without gradient, or None. Given, the result
         is turned back by ``D^T`` (undoing :meth:`to_grid`'s turn), as one batched product
         with the per-row matrices ``D^T Y_P^+`` [N, K, S]. ``without_degree_zero``: leave out
-        row 0 (the degree-0 coefficient): [N, K - 1, C].
+        row 0 (the degree-0 coefficient): [N, K - 1, C]. ``degree_zero_only``: only row 0,
+        [N, 1, C] (unchanged by any turn, so ``rotation`` is not needed).
         """
         dtype = full_precision_dtype(f)
+        if degree_zero_only:
+            with full_precision(f.device):
+                return torch.matmul(self._matrix("from_grid_mat", dtype, 0).narrow(0, 0, 1),
+                                    f.to(dtype))
         first = 1 if without_degree_zero else 0
         with full_precision(f.device):
             matrix = self._matrix("from_grid_mat", dtype, first)  # [K - first, S]

@@ -30,6 +30,7 @@ from est_fairchem.models.equiformer.graph_attention import GraphAttention
 from est_fairchem.models.equiformer.irreps_norm import EquivariantLayerNorm
 from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.est_preset import log_est_options, preset_name, resolve_preset
 from est_fairchem.models.input_checks import check_finite_structures
 from est_fairchem.models.trained_options import StoredESTOptions, function_options
 
@@ -56,7 +57,10 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
         num_layers: transformer blocks.
         irreps_sh: edge harmonics (IS2RE ``1x0e+1x1e``).
         max_radius: cutoff in Angstrom; max_neighbors: neighbours kept per atom.
-        number_of_basis: radial basis size; basis_type: ``gaussian`` (learnable) or ``bessel``.
+        number_of_basis: radial basis size; basis_type: ``gaussian`` (Equiformer's learnable
+            Gaussians) or ``bessel``. radial_element_affine: the Gaussians' per-element-pair
+            affine instead of Equiformer's one scalar affine (``GaussianRadialBasis``; for
+            checkpoints made before the basis matched Equiformer).
         fc_neurons: hidden widths of the radial MLPs.
         irreps_feature: output irreps of the last block (``512x0e``).
         irreps_head, num_heads, irreps_pre_attn, nonlinear_message, alpha_drop: attention.
@@ -77,6 +81,7 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
         max_neighbors: int = 500,
         number_of_basis: int = 128,
         basis_type: str = "gaussian",
+        radial_element_affine: bool = False,
         fc_neurons: Sequence[int] = (64, 64),
         irreps_feature: str = "512x0e",
         irreps_head: str = "32x0e+16x1e",
@@ -122,7 +127,8 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
         self.atom_embedding = ScalarEmbedding(self.irreps_node, max_num_elements)
         self.tag_embedding = ScalarEmbedding(self.irreps_node, NUM_OC20_TAGS) if use_tags else None
         if basis_type == "gaussian":
-            self.radial_basis = GaussianRadialBasis(number_of_basis, max_radius, max_num_elements)
+            self.radial_basis = GaussianRadialBasis(number_of_basis, max_radius, max_num_elements,
+                                                    element_affine=radial_element_affine)
         else:
             self.radial_basis = BesselRadialBasis(number_of_basis, max_radius)
         self.edge_degree_embedding = EdgeDegreeEmbedding(
@@ -180,7 +186,8 @@ class EquiformerESTBackbone(StoredESTOptions, EquiformerBackbone):
     def __init__(self, est: dict[str, Any] | None = None, **equiformer_options: Any) -> None:
         lmax = _irreps("irreps_node_embedding",
                        equiformer_options.get("irreps_node_embedding", "256x0e+128x1e")).lmax
-        self.est_config = ESTConfig.from_mapping(est, lmax=lmax)
+        self.est_config = ESTConfig.from_mapping(resolve_preset(est, "equiformer", lmax),
+                                                 lmax=lmax)
         if self.est_config.steerable_hidden_channels is not None:
             raise ESTConfigError("est.steerable_hidden_channels: not used by Equiformer; its "
                                  "steerable experts take irreps_mlp_mid")
@@ -188,6 +195,7 @@ class EquiformerESTBackbone(StoredESTOptions, EquiformerBackbone):
         grid_channels = self.blocks[0].update.channels  # C_F, resolved by the update block
         self.est_options = function_options(self.est_config, fourier_channels=grid_channels,
                                             spherical_hidden_channels=2 * grid_channels)
+        log_est_options(self, preset_name(est))
 
     def build_update(self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps) -> nn.Module:
         return EquiformerESTUpdate(irreps_in, irreps_mid, irreps_out, self.est_config)

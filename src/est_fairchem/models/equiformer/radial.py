@@ -9,37 +9,57 @@ from torch import nn
 
 
 class GaussianRadialBasis(nn.Module):
-    """Gaussians with learnable centres and widths on ``d / cutoff``.
+    """Equiformer's Gaussian radial basis: learnable Gaussians on the scaled length ``d / c``.
 
-    ``b_k(d) = exp(-((a d / c + s - mu_k) / sigma_k)^2 / 2) / (sqrt(2 pi) sigma_k)``, where the
-    affine ``a = 1 + alpha[Z_i] + alpha[Z_j]``, ``s = beta[Z_i] + beta[Z_j]`` depends on the two
-    elements of the edge (learned, starting at the identity), so each element pair may stretch
-    the basis (Equiformer follows Graphormer here).
+    ``b_k(d) = exp(-((w d / c + b - mu_k) / sigma_k)^2 / 2) / (sqrt(2 pi) sigma_k)`` with
+    centres ``mu_k`` drawn uniformly in [0, 1], widths ``sigma_k`` uniformly in
+    [1 / num_basis, 1] (1/128 for Equiformer's 128 Gaussians) and one scalar weight ``w``
+    (starting at 1) and bias ``b`` (0), all learned; Equiformer takes this layer from
+    Graphormer. ``sigma`` enters as ``|sigma| + 1e-5``.
+
+    With ``element_affine`` (an option, off in Equiformer) ``w`` and ``b`` are replaced by an
+    affine per element pair, ``a = 1 + alpha[Z_i] + alpha[Z_j]``, ``s = beta[Z_i] + beta[Z_j]``
+    (tables starting at 0), and the centres start evenly spaced with widths 1 / num_basis:
+    the basis of this package before it matched Equiformer (checkpoints made with it load
+    with ``radial_element_affine: True`` in the backbone).
 
     Args:
         num_basis: number of Gaussians.
         cutoff: c, in Angstrom.
-        max_num_elements: size of the element tables.
+        max_num_elements: size of the element tables (``element_affine`` only).
+        element_affine: per-element-pair stretching instead of one scalar affine.
     """
 
-    def __init__(self, num_basis: int, cutoff: float, max_num_elements: int = 90) -> None:
+    def __init__(self, num_basis: int, cutoff: float, max_num_elements: int = 90,
+                 element_affine: bool = False) -> None:
         super().__init__()
         self.cutoff = cutoff
-        self.mean = nn.Parameter(torch.linspace(0.0, 1.0, num_basis))
-        self.std = nn.Parameter(torch.full((num_basis,), 1.0 / num_basis))
-        self.element_scale = nn.Embedding(max_num_elements, 1)
-        self.element_shift = nn.Embedding(max_num_elements, 1)
-        nn.init.zeros_(self.element_scale.weight)
-        nn.init.zeros_(self.element_shift.weight)
+        self.element_affine = element_affine
+        if element_affine:
+            self.mean = nn.Parameter(torch.linspace(0.0, 1.0, num_basis))
+            self.std = nn.Parameter(torch.full((num_basis,), 1.0 / num_basis))
+            self.element_scale = nn.Embedding(max_num_elements, 1)
+            self.element_shift = nn.Embedding(max_num_elements, 1)
+            nn.init.zeros_(self.element_scale.weight)
+            nn.init.zeros_(self.element_shift.weight)
+            return
+        self.mean = nn.Parameter(torch.empty(num_basis).uniform_(0.0, 1.0))
+        self.std = nn.Parameter(torch.empty(num_basis).uniform_(1.0 / num_basis, 1.0))
+        self.weight = nn.Parameter(torch.ones(1))
+        self.bias = nn.Parameter(torch.zeros(1))
 
     def forward(
         self, distance: torch.Tensor, atomic_numbers: torch.Tensor, edge_src: torch.Tensor,
         edge_dst: torch.Tensor,
     ) -> torch.Tensor:
         """[E] lengths (Angstrom) -> [E, num_basis]."""
-        scale = 1 + self.element_scale(atomic_numbers[edge_src]) + self.element_scale(atomic_numbers[edge_dst])
-        shift = self.element_shift(atomic_numbers[edge_src]) + self.element_shift(atomic_numbers[edge_dst])
-        x = scale * (distance[:, None] / self.cutoff) + shift
+        scaled = distance[:, None] / self.cutoff
+        if self.element_affine:
+            source, target = atomic_numbers[edge_src], atomic_numbers[edge_dst]
+            scale = 1 + self.element_scale(source) + self.element_scale(target)
+            x = scale * scaled + self.element_shift(source) + self.element_shift(target)
+        else:
+            x = self.weight * scaled + self.bias
         std = self.std.abs() + 1e-5
         return torch.exp(-0.5 * ((x - self.mean) / std) ** 2) / (math.sqrt(2 * math.pi) * std)
 

@@ -7,10 +7,14 @@ uniform steerable tensors ``[N, (L+1)^2, C]`` (EquiformerV2's layout; QM9: L = 2
     per layer:
       x <- x + DropPath(Message(LN_1(x)))                        EST message block (cross-attn)
       x <- x + DropPath(Update(LN_2(x)))                         EST update block (self-attn MoHE)
-    out = LN(x)[:, 0, :]                                         ``{"node_embedding": [N, C]}``
+    out = LN(x^(0))                                              ``{"node_embedding": [N, C]}``
 
-LN is :class:`~est_fairchem.models.pure_est.layers.EquivariantRMSNorm`; the update block is
-:class:`~est_fairchem.nn.est_update.ESTUpdate` whose steerable experts are Equiformer
+The head reads only the invariant channels, so the last layer's update returns the degree-0
+row only (``scalar_output``: the grid's own degree-0 output, steerable experts to ``C x 0e``)
+and the final norm is a LayerNorm of those channels: every parameter reaches the output.
+
+LN_1, LN_2 are :class:`~est_fairchem.models.pure_est.layers.EquivariantRMSNorm`; the update
+block is :class:`~est_fairchem.nn.est_update.ESTUpdate` whose steerable experts are Equiformer
 feed-forward blocks on the uniform layout. The output holds the invariant (l=0) channels, so
 :class:`~est_fairchem.models.equiformer.heads.EquiformerScalarHead` serves as the head
 (``irreps_feature`` = ``C x 0e``).
@@ -32,6 +36,7 @@ from est_fairchem.models.equiformer.blocks import init_equiformer_weights
 from est_fairchem.models.equiformer.graph import graph_edges
 from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.est_preset import log_est_options, preset_name, resolve_preset
 from est_fairchem.models.input_checks import check_finite_structures
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import EdgeDegreeEmbedding, edge_harmonics
@@ -71,10 +76,13 @@ class ESTLayer(nn.Module):
     def forward(self, x: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
                 edge_radial: torch.Tensor, edge_sh: torch.Tensor,
                 batch: torch.Tensor) -> torch.Tensor:
-        """[N, K, C] -> [N, K, C]."""
+        """[N, K, C] -> [N, K, C] ([N, 1, C] when the update has ``scalar_output``)."""
         m = self.message(self.norm_1(x), edge_src, edge_dst, edge_radial, edge_sh, batch)
         x = x + self._drop(m.to(x.dtype), batch)
-        return x + self._drop(self.update(self.norm_2(x), batch).to(x.dtype), batch)
+        y = self._drop(self.update(self.norm_2(x), batch).to(x.dtype), batch)
+        if y.shape[1] == 1:  # a last layer's scalar output: only degree 0 is read after it
+            return x.narrow(1, 0, 1) + y
+        return x + y
 
 
 @registry.register_model("est_pure_backbone")
@@ -86,8 +94,11 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
         lmax: L of the node features; channels: C per degree.
         num_layers: EST layers.
         max_radius: cutoff (Angstrom); max_neighbors: neighbours kept per atom.
-        number_of_basis, basis_type: radial basis (``gaussian``, learnable, on d / cutoff with
-            element-pair stretching; or ``bessel`` with a smooth envelope).
+        number_of_basis, basis_type: radial basis (``gaussian``: Equiformer's learnable
+            Gaussians on d / cutoff; or ``bessel`` with a smooth envelope).
+        radial_element_affine: the Gaussians' per-element-pair affine instead of one scalar
+            affine (``GaussianRadialBasis``; checkpoints made before the basis matched
+            Equiformer).
         fc_neurons: hidden widths of the radial MLPs.
         irreps_mlp_mid: hidden irreps of every steerable expert (feed-forward block).
         max_num_elements: element table size.
@@ -115,6 +126,7 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
         max_neighbors: int = 500,
         number_of_basis: int = 128,
         basis_type: str = "gaussian",
+        radial_element_affine: bool = False,
         fc_neurons: Sequence[int] = (64, 64),
         irreps_mlp_mid: str = "384x0e+192x1e+96x2e",
         max_num_elements: int = 90,
@@ -145,7 +157,8 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
         except (ValueError, AssertionError) as err:
             raise ValueError(f"irreps_mlp_mid={irreps_mlp_mid!r}: expected e3nn irreps such as "
                              f"'384x0e+192x1e+96x2e' ({err})") from None
-        self.est_config = ESTConfig.from_mapping(est, lmax=lmax)
+        self.est_config = ESTConfig.from_mapping(resolve_preset(est, "pure_est", lmax, channels),
+                                                 lmax=lmax)
         for key in ("fourier_channels", "steerable_hidden_channels"):
             if getattr(self.est_config, key) is not None:
                 raise ESTConfigError(f"est.{key}={getattr(self.est_config, key)!r}: not used by "
@@ -157,6 +170,7 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
             **function_options(self.message_config, "message",
                                spherical_hidden_channels=2 * channels),
         }
+        log_est_options(self, preset_name(est))
         if channels % self.est_config.num_heads != 0:
             raise ESTConfigError(f"est.num_heads={self.est_config.num_heads}: must divide "
                                  f"channels={channels}")
@@ -175,7 +189,8 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
 
         self.atom_embedding = nn.Embedding(max_num_elements, channels)
         if basis_type == "gaussian":
-            self.radial_basis = GaussianRadialBasis(number_of_basis, max_radius, max_num_elements)
+            self.radial_basis = GaussianRadialBasis(number_of_basis, max_radius, max_num_elements,
+                                                    element_affine=radial_element_affine)
         else:
             self.radial_basis = BesselRadialBasis(number_of_basis, max_radius)
         self.edge_degree_embedding = EdgeDegreeEmbedding(
@@ -185,7 +200,8 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
                                config.repulsion_steps if config.sampling == "fibonacci" else 0)
         self.transform = SphericalTransform(lmax, points)
         self.layers = nn.ModuleList()
-        for _ in range(num_layers):
+        for index in range(num_layers):
+            last = index == num_layers - 1
             message_block = ESTMessageBlock(
                 lmax, channels, number_of_basis, fc_neurons, mid, self.transform,
                 self.message_config, config.num_heads, config.orientation_embedding,
@@ -194,7 +210,7 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
             update = ESTUpdate(
                 lmax=lmax,
                 channels=channels,
-                steerable_experts=[UniformFeedForward(lmax, channels, mid)
+                steerable_experts=[UniformFeedForward(lmax, channels, mid, scalar_output=last)
                                    for _ in range(config.num_steerable_experts)],
                 num_spherical_experts=config.num_spherical_experts,
                 spherical_hidden_channels=config.spherical_hidden_channels or 2 * channels,
@@ -206,9 +222,10 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
                 random_grid_rotation=config.random_grid_rotation,
                 grid_frame=config.grid_frame,
                 recompute=config.recompute_update,
+                scalar_output=last,
             )
             self.layers.append(ESTLayer(lmax, channels, message_block, update, drop_path_rate))
-        self.norm = EquivariantRMSNorm(lmax, channels)
+        self.norm = nn.LayerNorm(channels, eps=1e-5)  # of the invariant channels
         self.apply(init_equiformer_weights)
 
     def edges(self, data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -236,4 +253,4 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
                 x = checkpoint(layer, *args, use_reentrant=False)
             else:
                 x = layer(*args)
-        return {"node_embedding": self.norm(x)[:, 0, :]}
+        return {"node_embedding": self.norm(x.select(1, 0))}

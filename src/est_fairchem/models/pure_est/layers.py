@@ -78,20 +78,23 @@ class EquivariantRMSNorm(nn.Module):
 class UniformFeedForward(nn.Module):
     """A steerable expert on uniform features: Equiformer's feed-forward block (degree-wise
     linear -> gated activation -> degree-wise linear) from ``C x (0e+...+Le)`` through
-    ``irreps_mid`` back to the same layout.
+    ``irreps_mid`` back to the same layout (or, with ``scalar_output``, to ``C x 0e`` only).
 
     Args:
         lmax: L; channels: C; irreps_mid: hidden irreps (e.g. ``384x0e+192x1e+96x2e``).
+        scalar_output: return the degree-0 row only (a last layer).
     """
 
-    def __init__(self, lmax: int, channels: int, irreps_mid: o3.Irreps | str) -> None:
+    def __init__(self, lmax: int, channels: int, irreps_mid: o3.Irreps | str,
+                 scalar_output: bool = False) -> None:
         super().__init__()
         self.lmax = lmax
         self.channels = channels
-        uniform = uniform_irreps(lmax, channels)
-        self.ffn = FeedForward(uniform, irreps_mid, uniform)
+        self.out_lmax = 0 if scalar_output else lmax
+        self.ffn = FeedForward(uniform_irreps(lmax, channels), irreps_mid,
+                               uniform_irreps(self.out_lmax, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[N, (L+1)^2, C] -> [N, (L+1)^2, C]."""
+        """[N, (L+1)^2, C] -> [N, (L+1)^2, C] ([N, 1, C] with ``scalar_output``)."""
         y = self.ffn(coefficients_to_irreps(x, self.lmax))
-        return irreps_to_coefficients(y, self.lmax, self.channels)
+        return irreps_to_coefficients(y, self.out_lmax, self.channels)
