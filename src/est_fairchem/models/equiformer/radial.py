@@ -64,6 +64,15 @@ class GaussianRadialBasis(nn.Module):
         return torch.exp(-0.5 * ((x - self.mean) / std) ** 2) / (math.sqrt(2 * math.pi) * std)
 
 
+def polynomial_envelope(x: torch.Tensor, p: int = 5) -> torch.Tensor:
+    """DimeNet's smooth cutoff ``1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2)`` of
+    ``x = d / cutoff`` (any shape), 0 from ``x = 1`` on: 1 at 0, and it and its first two
+    derivatives vanish at 1, so it falls like ``(1 - x)^3`` there."""
+    value = (1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1)
+             - p * (p + 1) / 2 * x ** (p + 2))
+    return torch.where(x < 1, value, torch.zeros_like(x))
+
+
 class BesselRadialBasis(nn.Module):
     """Radial Bessel functions ``sqrt(2/c) sin(f_n d / c) / d`` with learnable frequencies
     ``f_n`` (starting at ``n pi``), times a smooth polynomial envelope that vanishes at the
@@ -82,10 +91,7 @@ class BesselRadialBasis(nn.Module):
         self.frequencies = nn.Parameter(math.pi * torch.arange(1, num_basis + 1, dtype=torch.get_default_dtype()))
 
     def envelope(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.p
-        value = (1 - (p + 1) * (p + 2) / 2 * x**p + p * (p + 2) * x ** (p + 1)
-                 - p * (p + 1) / 2 * x ** (p + 2))
-        return torch.where(x < 1, value, torch.zeros_like(x))
+        return polynomial_envelope(x, self.p)
 
     def forward(self, distance: torch.Tensor, *unused: torch.Tensor) -> torch.Tensor:
         """[E] lengths (Angstrom) -> [E, num_basis]."""

@@ -34,7 +34,9 @@ from torch.utils.checkpoint import checkpoint
 
 from est_fairchem.models.equiformer.blocks import init_equiformer_weights
 from est_fairchem.models.equiformer.graph import graph_edges
-from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
+from est_fairchem.models.equiformer.radial import (
+    BesselRadialBasis, GaussianRadialBasis, polynomial_envelope,
+)
 from est_fairchem.models.est_config import ESTConfig, ESTConfigError
 from est_fairchem.models.est_preset import log_est_options, preset_name, resolve_preset
 from est_fairchem.models.input_checks import check_finite_structures
@@ -74,10 +76,11 @@ class ESTLayer(nn.Module):
         return self.drop_path(y.flatten(1), batch).view_as(y)
 
     def forward(self, x: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
-                edge_radial: torch.Tensor, edge_sh: torch.Tensor,
-                batch: torch.Tensor) -> torch.Tensor:
+                edge_radial: torch.Tensor, edge_sh: torch.Tensor, batch: torch.Tensor,
+                edge_envelope: torch.Tensor | None = None) -> torch.Tensor:
         """[N, K, C] -> [N, K, C] ([N, 1, C] when the update has ``scalar_output``)."""
-        m = self.message(self.norm_1(x), edge_src, edge_dst, edge_radial, edge_sh, batch)
+        m = self.message(self.norm_1(x), edge_src, edge_dst, edge_radial, edge_sh, batch,
+                         edge_envelope)
         x = x + self._drop(m.to(x.dtype), batch)
         y = self._drop(self.update(self.norm_2(x), batch).to(x.dtype), batch)
         if y.shape[1] == 1:  # a last layer's scalar output: only degree 0 is read after it
@@ -241,12 +244,15 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
         edge_src, edge_dst = edge_index[0], edge_index[1]
         atomic_numbers = data.atomic_numbers.long()
         edge_sh = edge_harmonics(self.lmax, edge_vec)
-        edge_radial = self.radial_basis(edge_vec.norm(dim=1), atomic_numbers, edge_src, edge_dst)
+        edge_length = edge_vec.norm(dim=1)
+        edge_radial = self.radial_basis(edge_length, atomic_numbers, edge_src, edge_dst)
+        edge_envelope = polynomial_envelope(edge_length / self.cutoff)  # [E]: 0 at the cutoff
         scalars = self.atom_embedding(atomic_numbers).to(edge_vec.dtype)
-        x = self.edge_degree_embedding(atomic_numbers, edge_src, edge_dst, edge_radial, edge_sh)
+        x = self.edge_degree_embedding(atomic_numbers, edge_src, edge_dst, edge_radial, edge_sh,
+                                       edge_envelope)
         x = torch.cat([x[:, :1] + scalars[:, None], x[:, 1:]], dim=1)  # [N, K, C]
         for layer in self.layers:
-            args = (x, edge_src, edge_dst, edge_radial, edge_sh, data.batch)
+            args = (x, edge_src, edge_dst, edge_radial, edge_sh, data.batch, edge_envelope)
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
                 # The random grid rotations are redrawn identically in the recomputation
                 # (checkpoint restores the RNG state).

@@ -62,11 +62,14 @@ class EdgeDegreeEmbedding(nn.Module):
         self.scale = 1.0 / math.sqrt(avg_degree)
 
     def forward(self, atomic_numbers: torch.Tensor, edge_src: torch.Tensor,
-                edge_dst: torch.Tensor, edge_radial: torch.Tensor,
-                edge_sh: torch.Tensor) -> torch.Tensor:
-        """-> [N, (L+1)^2, C] (N = len(atomic_numbers))."""
+                edge_dst: torch.Tensor, edge_radial: torch.Tensor, edge_sh: torch.Tensor,
+                edge_envelope: torch.Tensor | None = None) -> torch.Tensor:
+        """-> [N, (L+1)^2, C] (N = len(atomic_numbers)); ``edge_envelope`` [E] (a smooth
+        cutoff) scales each edge's term, so an edge enters and leaves continuously."""
         dtype = edge_radial.dtype
         features = torch.cat([edge_radial, self.source(atomic_numbers[edge_src]).to(dtype),
                               self.target(atomic_numbers[edge_dst]).to(dtype)], dim=1)
         per_edge = self.lift(features, edge_sh)
+        if edge_envelope is not None:
+            per_edge = per_edge * edge_envelope[:, None, None].to(per_edge.dtype)
         return scatter_sum(per_edge, edge_dst, len(atomic_numbers)) * self.scale

@@ -4,10 +4,18 @@ For the edge j -> i (fairchem's ``edge_index = [j, i]``):
 
     a_ij = Lin_src(x_j) + Lin_dst(x_i)                       [E, K, C] degree-wise linear
     b_ij = phi_l(|r_ij|) * Y_l(r_ij_hat)                     [E, K, C] edge geometry
-    g    = gate(a_ij^(0))                                    [E, n_st + n_sp]
+    r_ij = R(|r_ij|)                                         [E, C] radial scalars (MLP)
+    a'   = a_ij with a'^(0) = a_ij^(0) + r_ij                the pair, aware of the distance
+    g    = gate(a'^(0))                                      [E, n_st + n_sp]
     h    = CrossAttn(F(a_ij), F(b_ij)) (+ F(a_ij))           [E, S, C] S queries over S keys
-    m_ij = sum_i g_i FFN_i(a_ij) + F^-1(sum_j g_(n_st+j) s_j(h))
+    m_ij = u(|r_ij| / c) (sum_i g_i FFN_i(a') + F^-1(sum_j g_(n_st+j) s_j(h)))
     m_i  = sum_j m_ij / sqrt(avg_degree)                     [N, K, C]
+
+``u`` is the smooth polynomial envelope (``radial.polynomial_envelope``, 0 at the cutoff c
+with two vanishing derivatives): the key/value grid's LayerNorm removes the radial amplitude
+of b_ij, so without it a message would keep its size up to the cutoff and the energy would
+jump when a neighbour crosses it. ``r_ij`` gives the gate and the steerable experts the
+distance, which they otherwise could not see (they read only the node pair).
 
 F is the spherical transform (``[.., K, C] -> [.., S, C]``); the query grid is the node pair's
 function on the sphere, the key/value grid is the edge's zonal function around its direction
@@ -34,6 +42,7 @@ from e3nn import o3
 from torch import nn
 
 from est_fairchem.models.equiformer.graph_attention import scatter_sum
+from est_fairchem.models.equiformer.radial import RadialMLP
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.cross_attention import SphericalCrossAttention
 from est_fairchem.models.pure_est.embedding import RadialHarmonics
@@ -74,6 +83,7 @@ class ESTMessageBlock(nn.Module):
         self.lin_src = DegreeLinear(lmax, channels, channels)
         self.lin_dst = DegreeLinear(lmax, channels, channels)
         self.edge_lift = RadialHarmonics(lmax, channels, num_basis, fc_neurons)
+        self.edge_scalars = RadialMLP([num_basis, *fc_neurons, channels])
         self.transform = transform
         self.attention = SphericalCrossAttention(channels, num_heads, orientation_embedding,
                                                  alpha_drop)
@@ -88,6 +98,7 @@ class ESTMessageBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
         edge_radial: torch.Tensor, edge_sh: torch.Tensor, batch: torch.Tensor,
+        edge_envelope: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Aggregated messages.
 
@@ -96,16 +107,22 @@ class ESTMessageBlock(nn.Module):
             edge_src, edge_dst: [E] neighbour j and centre i of each edge.
             edge_radial: [E, num_basis] radial basis; edge_sh: [E, K] harmonics of r_ij.
             batch: [N] system of each node.
+            edge_envelope: [E] smooth cutoff u(|r_ij| / c) scaling each message, or None.
         Returns:
             [N, K, C] = sum_j m_ij / sqrt(avg_degree).
         """
         a = self.lin_src(x)[edge_src] + self.lin_dst(x)[edge_dst]  # [E, K, C]
         b = self.edge_lift(edge_radial, edge_sh).to(a.dtype)  # [E, K, C]
-        gates = self.gate(a.select(1, 0))  # (select / narrow: no full-range slices in backward)
+        scalars = a.select(1, 0) + self.edge_scalars(edge_radial).to(a.dtype)  # [E, C]
+        gates = self.gate(scalars)  # (select / narrow: no full-range slices in backward)
         message = self.grid_message(a, b, gates.narrow(1, self.num_steerable, self.num_spherical),
                                     batch[edge_dst], num_nodes=x.shape[0])
-        for i, expert in enumerate(self.steerable_experts):
-            message = message + gates[:, i, None, None].to(message.dtype) * expert(a)
+        if self.num_steerable:
+            paired = torch.cat([scalars.unsqueeze(1), a.narrow(1, 1, a.shape[1] - 1)], dim=1)
+            for i, expert in enumerate(self.steerable_experts):
+                message = message + gates[:, i, None, None].to(message.dtype) * expert(paired)
+        if edge_envelope is not None:
+            message = message * edge_envelope[:, None, None].to(message.dtype)
         return scatter_sum(message, edge_dst, x.shape[0]) * self.scale
 
     def grid_message(self, a: torch.Tensor, b: torch.Tensor, gates: torch.Tensor,
