@@ -121,3 +121,17 @@ def test_fairchem_wigner_d_is_e3nns_the_convention_of_our_transforms():
         theirs = wigner_D(degree, alpha[None], beta[None], gamma[None])[0].double()
         ours = o3.wigner_D(degree, alpha.double(), beta.double(), gamma.double())
         assert torch.allclose(theirs, ours, atol=1e-5)
+
+
+def test_expert_output_biases_get_no_weight_decay_like_every_bias():
+    """fairchem's trainer skips weight decay for the names ``HydraModel.no_weight_decay()``
+    lists (every name holding "bias", "embedding" or "frequencies"; the module-type rule of
+    EquiformerV2's own ``no_weight_decay`` is not the one hydra models use), so the spherical
+    experts' per-expert output biases, a bare parameter, are treated as every other bias."""
+    model = build(small_model_config(est={"num_points": 16, "num_spherical_experts": 2}))
+    skipped = set(model.no_weight_decay())
+    biases = [n for n, _ in model.named_parameters() if n.endswith("spherical_experts.down_bias")]
+    assert biases and all(name in skipped for name in biases)
+    linear_weights = [n for n, _ in model.named_parameters()
+                      if n.endswith("spherical_experts.up.weight")]
+    assert linear_weights and not any(name in skipped for name in linear_weights)

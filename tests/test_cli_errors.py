@@ -18,8 +18,8 @@ DEMO_CONFIG = REPO / "configs" / "oc20" / "s2ef" / "demo" / "est_eqv2_demo.yml"
 
 
 def _run(*args: str, cwd: Path | None = None, env: dict | None = None):
-    return subprocess.run([*est_fairchem_cli(), *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=env)
+    return subprocess.run([*est_fairchem_cli(), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env)
 
 
 def _one_line(result, command: str) -> str:

@@ -70,8 +70,8 @@ def test_out_that_is_a_file_is_one_line(raw_dir, tmp_path, command):
     target = tmp_path / "notes.txt"
     target.write_text("keep me\n")
     args = (["--raw", str(raw_dir)] if command == "prepare-qm9" else ["--task", "qm9"])
-    result = subprocess.run([*est_fairchem_cli(), command, *args, "--out", str(target), "--overwrite"],
-                            capture_output=True, text=True)
+    result = subprocess.run([*est_fairchem_cli(), command, *args, "--out", str(target),
+                             "--overwrite"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (f"est-fairchem {command}: --out {target}: is an existing "
                                      "file; expected a folder to create")
@@ -130,7 +130,8 @@ def _large_release(raw_dir: Path, folder: Path, copies: int) -> Path:
 
 
 def _start_and_wait_for_partial(raw: Path, out: Path) -> subprocess.Popen:
-    process = subprocess.Popen([*est_fairchem_cli(), "prepare-qm9", "--raw", str(raw), "--out", str(out)],
+    process = subprocess.Popen([*est_fairchem_cli(), "prepare-qm9", "--raw", str(raw),
+                                "--out", str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.partial-")]:
