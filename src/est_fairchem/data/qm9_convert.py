@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from est_fairchem.data.lmdb_writer import write_lmdb
-from est_fairchem.data.output_folder import atomic_output_dir, check_output_folder
+from est_fairchem.data.output_folder import atomic_output_dir
 from est_fairchem.data.qm9_xyz import (
     ExclusionList,
     QM9FormatError,
@@ -201,10 +201,9 @@ def prepare_qm9(raw: Path, out: Path, exclude: Path | None = None, seed: int = 1
     if not csv_files(raw):
         check_release_source(raw)
     inputs = (raw, exclude)
-    check_output_folder(out, protect=inputs, overwrite=overwrite, marker="metadata.json")
-    exclusions = read_exclusion_list(exclude) if exclude is not None else None
     with atomic_output_dir(out, overwrite=overwrite, protect=inputs,
-                           marker="metadata.json") as tmp:
+                           marker="metadata.json") as tmp:  # checks out before any work
+        exclusions = read_exclusion_list(exclude) if exclude is not None else None
         records, read, excluded = read_release(raw, exclusions, progress)
         positions = split_positions(len(records), seed)
         counts: dict[str, int] = {}
