@@ -62,11 +62,75 @@ def test_frame_is_a_rotation_that_turns_with_the_features(float64):
     x = torch.randn(5, (LMAX + 1) ** 2, 16)
     rotation = o3.rand_matrix(dtype=torch.float64)
     frame = LocalFrame(16)
-    frames = frame(x)
+    frames, weights = frame(x)
     identity = torch.eye(3).expand(5, 3, 3)
     assert torch.allclose(frames @ frames.transpose(1, 2), identity, atol=1e-12)
     assert torch.allclose(torch.linalg.det(frames), torch.ones(5), atol=1e-12)
-    assert torch.allclose(frame(_rotate(x, rotation)), frames @ rotation.T, atol=1e-10)
+    assert torch.equal(weights, torch.ones(5))  # random features: every frame well defined
+    rotated_frames, rotated_weights = frame(_rotate(x, rotation))
+    assert torch.allclose(rotated_frames, frames @ rotation.T, atol=1e-10)
+    assert torch.equal(rotated_weights, weights)
+
+
+def _symmetric_features(num: int, scale: float = 1.0) -> torch.Tensor:
+    """Features whose degree-1 channels are all parallel (b parallel to a: no frame)."""
+    torch.manual_seed(3)
+    x = torch.randn(num, (LMAX + 1) ** 2, 16) * scale
+    x[:, 1:4] = torch.randn(num, 3, 1) * torch.rand(1, 1, 16) * scale
+    return x
+
+
+def test_frame_weight_falls_smoothly_from_one_to_zero_as_the_frame_degenerates(float64):
+    """Weight 1 at condition number t = 1e-3, 0 at t / 10, monotone between; the same at any
+    overall scale of the features (the condition numbers are relative)."""
+    frame = LocalFrame(16)
+    base = _symmetric_features(1)
+    torch.manual_seed(4)
+    perpendicular = torch.randn(1, 3, 16)
+    sizes = torch.logspace(-6, 0, 25)
+    weights = []
+    for size in sizes:
+        x = base.clone()
+        x[:, 1:4] += size * perpendicular * torch.linalg.vector_norm(base)
+        weights.append(float(frame(x)[1]))
+        assert float(frame(x * 1e-5)[1]) == pytest.approx(weights[-1], abs=1e-9)
+    assert weights[0] == 0.0 and weights[-1] == 1.0
+    assert all(later >= earlier for earlier, later in zip(weights, weights[1:]))
+    assert 0.0 < max(w for w in weights if w < 1.0)  # a band of intermediate weights
+    assert frame(base)[1] == 0.0
+
+
+def test_band_nodes_blend_the_frame_and_the_fixed_grid(float64):
+    """0 < w < 1: the output is w y(frame) + (1 - w) y(fixed grid), each computed alone."""
+    local = _update(64, "fibonacci", "local").eval()
+    fixed = _update(64, "fibonacci", "global").eval()
+    fixed.load_state_dict(local.state_dict())
+    x = _symmetric_features(1)
+    torch.manual_seed(5)
+    x[:, 1:4] += 8e-5 * torch.randn(1, 3, 16) * torch.linalg.vector_norm(x)
+    frames, weight = local.frame(x)
+    assert 0.0 < float(weight) < 1.0
+    gates = local.gate(x[:, 0])
+    y_frame = local._on_grid(x, gates, local.wigner(frames))
+    y_fixed = fixed._on_grid(x, gates, None)
+    expected = torch.cat([local.scalar_branch(x[:, 0]).unsqueeze(1),
+                          weight * y_frame + (1 - weight) * y_fixed], dim=1)
+    assert torch.allclose(local(x), expected, atol=1e-12)
+
+
+def test_branch_is_continuous_where_the_frame_degenerates(float64):
+    """Perturbing a node without a frame by delta changes the output by O(delta): the limit
+    does not depend on the direction of the perturbation (it did by the grid's error)."""
+    update = _update(64, "fibonacci", "local").eval()
+    x = _symmetric_features(1)
+    out = update(x)
+    changes = {}
+    for delta in (1e-8, 1e-2):
+        torch.manual_seed(6)
+        steps = [torch.randn(1, (LMAX + 1) ** 2, 16) for _ in range(4)]
+        changes[delta] = max(float((update(x + delta * step) - out).abs().max()) for step in steps)
+    print("output change:", changes)
+    assert changes[1e-8] <= 1e-5 * changes[1e-2]
 
 
 @pytest.mark.parametrize("num_points,sampling", [(64, "fibonacci"), (86, "lebedev")])
@@ -93,6 +157,7 @@ def test_symmetric_node_gets_a_finite_output_and_gradient(float64):
     x = torch.randn(3, (LMAX + 1) ** 2, 16)
     x[0, 1:4] = 0.0  # no degree-1 features: no frame of its own
     x[1, 1:4] = torch.randn(3, 1) * torch.ones(1, 16)  # all degree-1 channels parallel
+    assert update.frame(x)[1].tolist() == [0.0, 0.0, 1.0]
     x.requires_grad_(True)
     out = update(x)
     out.square().sum().backward()
@@ -133,8 +198,10 @@ def test_local_frame_runs_in_float32_under_autocast():
     """fairchem's --amp: the frame, its Wigner-D and the rotations stay in float32."""
     update = _update(64, "fibonacci", "local").float().train()
     x = torch.randn(4, (LMAX + 1) ** 2, 16)
+    x[0, 1:4] = 0.0  # and a node on the fixed grid
+    dtypes = []
+    update.wigner.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        rotation = update._grid_rotation(x, None)
         out = update(x)
-    assert rotation.dtype == torch.float32
+    assert dtypes == [torch.float32]
     assert torch.isfinite(out).all()

@@ -53,10 +53,12 @@ class DemoSizes:
 
 def make_slab_with_adsorbate(
     metal: str, adsorbate: str, rng: np.random.Generator,
-    slab_size: tuple[int, int, int] = (2, 2, 3),
+    slab_size: tuple[int, int, int] = (2, 2, 3), site: str | None = None,
+    height: float | None = None,
 ):
     """A periodic fcc(111) slab (``slab_size`` cells, default 2x2x3) with one adsorbate;
-    OC20 tags and fixed subsurface.
+    OC20 tags and fixed subsurface. ``site`` (one of ontop, bridge, fcc, hcp) and ``height``
+    (A above the surface) are drawn from ``rng`` unless given.
 
     Returns an ``ase.Atoms`` with tags 0 (subsurface), 1 (surface), 2 (adsorbate) and a
     ``FixAtoms`` constraint on the subsurface atoms.
@@ -73,8 +75,9 @@ def make_slab_with_adsorbate(
         ads = molecule(adsorbate)
         if ads.positions[1:, 2].mean() < ads.positions[0, 2]:
             ads.rotate(180, "x")  # binding atom (the first) down, the rest pointing away
-    site = _SITES[rng.integers(len(_SITES))]
-    height = float(rng.uniform(1.8, 2.2))
+    drawn_site, drawn_height = _SITES[rng.integers(len(_SITES))], float(rng.uniform(1.8, 2.2))
+    site = drawn_site if site is None else site
+    height = drawn_height if height is None else height
     add_adsorbate(slab, ads, height, position=site)
     n_ads = len(slab) - num_slab_atoms
     tags = slab.get_tags()

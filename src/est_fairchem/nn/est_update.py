@@ -165,44 +165,72 @@ class ESTUpdate(nn.Module):
     ) -> torch.Tensor:
         """Transform -> spherical attention -> gated spherical experts -> inverse transform.
 
+        With ``grid_frame='local'`` the grid turns with each node's frame; nodes whose frame
+        is ill defined blend towards the fixed grid (``nn/local_frame.py``).
+
         Args:
             x: [N, (L+1)^2, C]; gates: [N, n_sp] weights of the spherical experts;
             batch: [N] system index (grid rotation in training) or None.
         Returns:
             [N, (L+1)^2, C]; [N, 1, C] with ``scalar_output``.
         """
+        if self.grid_frame == "global":
+            y = self._on_grid(x, gates, self._global_rotation(x, batch))
+        else:
+            y = self._on_local_grids(x, gates, batch)
+        if not self.invariant_scalars:
+            return y
+        scalars = self.scalar_branch(x.select(1, 0))  # invariant: unaffected by the rotation
+        return torch.cat([scalars.unsqueeze(1), y], dim=1)
+
+    def _on_grid(
+        self, x: torch.Tensor, gates: torch.Tensor, rotation: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The branch on the grid turned by ``rotation`` [N, K, K] (None: the fixed grid).
+
+        Returns [N, K, C]; [N, K - 1, C] (no degree 0) with ``invariant_scalars``; [N, 1, C]
+        with ``scalar_output``.
+        """
         # Under autocast the rotations, transforms and attention run in float32 with autocast
         # off (see sphere/transform.py); only the linear layers run in half precision.
         # The grid's turn D (per node) enters the transforms' matrices: sampling D x on the
         # fixed grid = sampling x on the turned grid; D^T brings the result back.
-        rotation = self._grid_rotation(x, batch)
         grid = self.transform.to_grid(x, rotation)
         grid = self.attention(grid, self.transform.points, self.transform.log_weights(grid.dtype))
         grid = self.spherical_experts(grid, gates)
         if self.scalar_output:  # D_0 = 1: the degree-0 row needs no turn back
             return self.transform.from_grid(grid, degree_zero_only=True)
-        if not self.invariant_scalars:
-            return self.transform.from_grid(grid, rotation)
-        y = self.transform.from_grid(grid, rotation, without_degree_zero=True)  # [N, K-1, C]
-        scalars = self.scalar_branch(x.select(1, 0))  # invariant: unaffected by the rotation
-        return torch.cat([scalars.unsqueeze(1), y], dim=1)
+        return self.transform.from_grid(grid, rotation, without_degree_zero=self.invariant_scalars)
 
-    def _grid_rotation(self, x: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor | None:
-        """Per-node Wigner-D [N, K, K] turning x into the grid's frame, or None (fixed grid).
+    def _global_rotation(self, x: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor | None:
+        """The fixed grid's Wigner-D [N, K, K]: a random turn per system in training, None
+        (no turn) in eval."""
+        if not (self.training and self.random_grid_rotation):
+            return None
+        return random_system_rotations(self.lmax, batch, x.shape[0], full_precision_dtype(x), x.device)
 
-        Global frame: a random rotation per system in training, none in eval. Local frame:
-        D(F) of each node's frame F, composed with the random rotation in training.
-        """
-        random = self.training and self.random_grid_rotation
+    def _on_local_grids(
+        self, x: torch.Tensor, gates: torch.Tensor, batch: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The branch in each node's frame F (composed with the system's random turn R in
+        training), blended as ``w y(R F) + (1 - w) y(R)`` by the frame's weight w. Nodes with
+        w = 0 have F = I (one evaluation, on the fixed grid); only nodes with 0 < w < 1 are
+        evaluated twice (their indices are read back: one device sync per block)."""
         dtype = full_precision_dtype(x)
-        if self.grid_frame == "global":
-            if not random:
-                return None
-            return random_system_rotations(self.lmax, batch, x.shape[0], dtype, x.device)
         with full_precision(x.device):
-            frames = self.frame(x.to(dtype))  # [N, 3, 3]
-            if random:
+            frames, weights = self.frame(x.to(dtype))  # [N, 3, 3], [N]
+            turns = None
+            if self.training and self.random_grid_rotation:
                 turns = random_system_matrices(batch, x.shape[0], dtype, x.device)
                 frames = turns @ frames
-            return self.wigner(frames)
-
+            rotation = self.wigner(frames)
+        y = self._on_grid(x, gates, rotation)
+        band = ((weights > 0) & (weights < 1)).nonzero().squeeze(1)
+        if band.numel() == 0:
+            return y
+        with full_precision(x.device):
+            fixed = None if turns is None else self.wigner(turns.index_select(0, band))
+        y_fixed = self._on_grid(x.index_select(0, band), gates.index_select(0, band), fixed)
+        weight = weights.index_select(0, band).to(y.dtype)[:, None, None]
+        blend = weight * y.index_select(0, band) + (1.0 - weight) * y_fixed
+        return y.index_copy(0, band, blend)

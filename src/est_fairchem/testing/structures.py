@@ -32,7 +32,9 @@ def graph_batch(atoms_list, radius: float, dtype: torch.dtype = torch.float64):
     fairchem's on-the-fly periodic graphs are float32 only, so float64 checks bring their own:
     ASE's neighbour list (every image within ``radius``) on the unwrapped positions, in
     fairchem's convention ``edge_index = [neighbour, centre]``,
-    ``vec = pos[neighbour] - pos[centre] + offset @ cell``.
+    ``vec = pos[neighbour] - pos[centre] + offset @ cell``. Edges are sorted by centre,
+    neighbour and offset, so a small motion that keeps the edge set keeps their order (and
+    EquiformerV2's random per-edge frames, drawn in edge order, stay with their edges).
     """
     from ase.neighborlist import neighbor_list
     from fairchem.core.datasets import data_list_collater
@@ -43,6 +45,8 @@ def graph_batch(atoms_list, radius: float, dtype: torch.dtype = torch.float64):
     for atoms in atoms_list:
         sample = a2g.convert(atoms)
         centre, neighbour, shift = neighbor_list("ijS", atoms, radius)
+        order = np.lexsort((shift[:, 2], shift[:, 1], shift[:, 0], neighbour, centre))
+        centre, neighbour, shift = centre[order], neighbour[order], shift[order]
         sample.pos = torch.as_tensor(atoms.positions, dtype=dtype)
         sample.cell = torch.as_tensor(np.array(atoms.cell), dtype=dtype).view(1, 3, 3)
         sample.edge_index = torch.as_tensor(np.stack([neighbour, centre]), dtype=torch.long)
