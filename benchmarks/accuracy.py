@@ -275,7 +275,7 @@ def plot_curves(finished: dict[str, dict], results: Path) -> list[Path]:
         for model in sorted({r["model"] for r in runs}):
             curves = [r["curve"] for r in runs if r["model"] == model]
             length = min(len(c) for c in curves)
-            steps = [c[i]["step"] for c, i in zip([curves[0]] * length, range(length))]
+            steps = [curves[0][i]["step"] for i in range(length)]
             seconds = np.mean([[c[i]["seconds"] for i in range(length)] for c in curves], axis=0)
             maes = np.mean([[c[i]["val_mae"] for i in range(length)] for c in curves], axis=0)
             by_step.plot(steps, maes, marker="o", label=model)

@@ -158,8 +158,9 @@ def test_frame_weight_is_zero_at_symmetric_sites_and_one_elsewhere(float64):
 
     for index, block in enumerate(model.backbone.blocks):
         block.update.frame.register_forward_hook(record(index))
-    _predict(model, co_on_top())
-    carbon, oxygen = len(co_on_top()) - 2, len(co_on_top()) - 1
+    slab = co_on_top()
+    _predict(model, slab)
+    carbon, oxygen = len(slab) - 2, len(slab) - 1
     for weight in weights.values():
         assert weight[carbon] == 0 and weight[oxygen] == 0
     _predict(model, made_slab())
