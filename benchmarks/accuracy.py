@@ -22,6 +22,7 @@ study loses at most the run in progress. Then ``summary.json``, ``table.md`` and
 
     python benchmarks/accuracy.py                       # both studies, 3 seeds, small (CPU)
     python benchmarks/accuracy.py --study oxides --seeds 0 1 2 3 4
+    python benchmarks/accuracy.py --study qm9 --targets u0 --seeds 1   # one part, in parallel
     python benchmarks/accuracy.py --size large          # GPU: paper-size QM9 models, all data
     python benchmarks/accuracy.py --report-only         # tables and curves from finished runs
 """
@@ -57,7 +58,7 @@ from accuracy_configs import (  # noqa: E402
     qm9_config,
 )
 
-from est_fairchem.tools.result_files import write_json  # noqa: E402
+from est_fairchem.tools.result_files import write_json, write_text  # noqa: E402
 
 STUDIES = {"qm9": (QM9_MODELS, QM9_TARGETS), "oxides": (OXIDE_MODELS, OXIDE_TARGETS)}
 
@@ -182,10 +183,13 @@ def _finished(results: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(results.glob("*-seed*.json"))}
 
 
-def plan(study: str, seeds: list[int], size: Size, finished: dict[str, dict]) -> list[tuple]:
+def plan(study: str, seeds: list[int], size: Size, finished: dict[str, dict],
+         targets: list[str] | None = None) -> list[tuple]:
     """The runs still to do, in order: the ``steps`` runs (baseline first, seed by seed), then
-    the ``time`` runs, whose epochs need the ``steps`` runs' step times."""
-    models, targets = STUDIES[study]
+    the ``time`` runs, whose epochs need the ``steps`` runs' step times; ``targets`` limits
+    them to some of the study's targets (default all)."""
+    models, study_targets = STUDIES[study]
+    targets = [t for t in study_targets if targets is None or t in targets]
     baseline = next(name for name, model in models.items() if model.baseline)
     order = [baseline] + [name for name in models if name != baseline]
     epochs = _epochs(study, size)
@@ -301,7 +305,7 @@ def write_report(results: Path, command: str, size_name: str) -> None:
     table = summary(finished)
     write_json(results / "summary.json", {"command": command, "size": size_name,
                                           "oxide_splits": OXIDE_SPLITS, "table": table})
-    (results / "table.md").write_text(f"`{command}`\n" + markdown(table))
+    write_text(results / "table.md", f"`{command}`\n" + markdown(table))
     if finished:
         plot_curves(finished, results)
 
@@ -310,6 +314,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", nargs="+", choices=list(STUDIES), default=list(STUDIES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--targets", nargs="+", default=None,
+                        help="only these targets (qm9: u0 homo; oxides: energy); default all")
     parser.add_argument("--size", choices=list(SIZES), default="small")
     parser.add_argument("--work", type=Path, default=REPO / "runs/accuracy")
     parser.add_argument("--results", type=Path, default=None,
@@ -321,6 +327,10 @@ def main() -> None:
                         help="epochs of the equal-steps runs (default: the size's)")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even with a GPU")
     args = parser.parse_args()
+    known = {target for study in args.study for target in STUDIES[study][1]}
+    if args.targets is not None and not set(args.targets) <= known:
+        parser.error(f"--targets {' '.join(sorted(set(args.targets) - known))}: the studies "
+                     f"{' '.join(args.study)} have the targets {' '.join(sorted(known))}")
     import torch
 
     cpu = args.cpu or not torch.cuda.is_available()
@@ -332,7 +342,7 @@ def main() -> None:
     command = "python benchmarks/accuracy.py " + " ".join(sys.argv[1:])
     if not args.report_only:
         for study in args.study:
-            for run in plan(study, args.seeds, size, _finished(results)):
+            for run in plan(study, args.seeds, size, _finished(results), args.targets):
                 study_, target, model, protocol, seed, epochs = run
                 if epochs is None:
                     epochs = equal_time_epochs(study_, target, model, size, _finished(results))

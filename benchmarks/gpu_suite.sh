@@ -4,6 +4,8 @@
 # for EST-45M, the default EST-31M and IS2RE EST, each against its plain model.
 #
 #   bash benchmarks/gpu_suite.sh [OUT_DIR]     # default: benchmarks/results/gpu-YYYY-MM-DD
+#   ACCURACY=1 bash benchmarks/gpu_suite.sh    # then the accuracy study at --size large (hours;
+#                                              # resumable: the command it prints keeps finished runs)
 #
 # Each run writes OUT_DIR/NAME.json and NAME.log; a run that fails is reported and the suite
 # goes on. OUT_DIR must not exist yet (earlier results are never overwritten).
@@ -39,4 +41,11 @@ run memory_paper_recompute_cuda $t --size paper "${common[@]}" --rounds 2 --est-
 run throughput_is2re_paper_cuda $t --size is2re-paper "${common[@]}" --rounds 3
 run profile_paper_cuda benchmarks/profile_update.py --size paper --device cuda --batch-size 8 --repeats 5
 run profile_default_cuda benchmarks/profile_update.py --size default --device cuda --batch-size 8 --repeats 5
+if [ "${ACCURACY:-0}" = 1 ]; then
+    accuracy=(benchmarks/accuracy.py --size large --results "$out/accuracy_large"
+              --work runs/accuracy_large)
+    echo "== accuracy: $python ${accuracy[*]}   (rerun it to resume)"
+    "$python" "${accuracy[@]}" > "$out/accuracy_large.log" 2>&1 \
+        || echo "   stopped: see $out/accuracy_large.log"
+fi
 echo "results in $out"

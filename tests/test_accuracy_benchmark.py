@@ -67,14 +67,22 @@ def test_models_differ_only_in_their_est_block():
 def test_qm9_config_uses_the_release_splits_and_subset_sizes(tmp_path):
     size = configs.SIZES["small"]
     model, target = configs.QM9_MODELS["pure_est_paper"], configs.QM9_TARGETS["homo"]
-    train = configs.qm9_config(model, target, size, tmp_path, epochs=3)
-    test = configs.qm9_config(model, target, size, tmp_path, epochs=3, split="test")
-    assert train["dataset"]["train"]["first_n"] == 10_000
-    assert train["dataset"]["val"] == {"src": str(tmp_path / "val"), "first_n": 1_000}
-    assert test["dataset"]["val"] == {"src": str(tmp_path / "test"), "first_n": 2_000}
-    steps = 3 * -(-10_000 // 32)
-    assert train["optim"]["T_max"] == steps and train["optim"]["max_epochs"] == 3
+    train = configs.qm9_config(model, target, size, tmp_path, epochs=size.qm9_epochs)
+    test = configs.qm9_config(model, target, size, tmp_path, epochs=size.qm9_epochs, split="test")
+    assert train["dataset"]["train"]["first_n"] == size.qm9_train
+    assert train["dataset"]["val"] == {"src": str(tmp_path / "val"), "first_n": size.qm9_val}
+    assert test["dataset"]["val"] == {"src": str(tmp_path / "test"), "first_n": size.qm9_test}
+    assert size.qm9_val <= 10_000 and size.qm9_test <= 10_831  # subsets of the release splits
+    steps = size.qm9_epochs * -(-size.qm9_train // size.qm9_batch)
+    assert train["optim"]["T_max"] == steps and train["optim"]["max_epochs"] == size.qm9_epochs
+    assert train["optim"]["batch_size"] == size.qm9_batch
     assert train["model"]["backbone"]["est"] == {"preset": "paper"}
+    # HOMO is standardised only; U0 gets per-element references fitted on the training split
+    assert set(train["dataset"]["train"]["transforms"]) == {"normalizer"}
+    u0 = configs.qm9_config(model, configs.QM9_TARGETS["u0"], size, tmp_path, epochs=3)
+    fits = u0["dataset"]["train"]["transforms"]
+    assert fits["element_references"]["fit"]["targets"] == ["u0_atomization"]
+    assert list(fits["normalizer"]["fit"]["targets"]) == ["u0_atomization"]
 
 
 def _run(model: str, protocol: str, seed: int, mae: float, step_time: float) -> dict:
@@ -93,7 +101,8 @@ def test_report_gives_mean_and_spread_and_equal_time_epochs(tmp_path):
             path.write_text(json.dumps(_run(name, "steps", seed, mae, step_time)))
     finished = accuracy._finished(tmp_path)
     size = configs.SIZES["small"]
-    assert accuracy.equal_time_epochs("oxides", "energy", "est_eqv2_default", size, finished) == 20
+    half = round(size.oxide_epochs * 0.1 / 0.2)  # the baseline's step takes half the time
+    assert accuracy.equal_time_epochs("oxides", "energy", "est_eqv2_default", size, finished) == half
     assert accuracy.equal_time_epochs("oxides", "energy", "est_eqv2_paper", size, finished) is None
     accuracy.write_report(tmp_path, "python benchmarks/accuracy.py", "small")
     table = json.loads((tmp_path / "summary.json").read_text())["table"]
@@ -104,5 +113,5 @@ def test_report_gives_mean_and_spread_and_equal_time_epochs(tmp_path):
     assert "| est_eqv2_default | 8.00 ± 1.00 meV/atom | 3 |" in (tmp_path / "table.md").read_text()
     assert (tmp_path / "curves_oxides_energy.png").stat().st_size > 0
     todo = accuracy.plan("oxides", [0, 1, 2], size, finished)
-    assert ("oxides", "energy", "est_eqv2_paper", "steps", 0, 40) in todo
+    assert ("oxides", "energy", "est_eqv2_paper", "steps", 0, size.oxide_epochs) in todo
     assert not any(run[2] == "equiformer_v2" for run in todo)  # its runs are done

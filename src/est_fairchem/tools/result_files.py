@@ -36,7 +36,13 @@ def refuse_existing(parser: argparse.ArgumentParser, paths: Iterable[Path | None
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
     """``report`` as indented JSON at ``path`` (parent folders made), written atomically."""
+    write_text(path, json.dumps(report, indent=2) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """``text`` at ``path`` (parent folders made), written atomically: a partial file of this
+    process renamed over it, so processes writing the same path never mix their files."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(report, indent=2) + "\n")
+    partial = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    partial.write_text(text)
     os.replace(partial, path)
