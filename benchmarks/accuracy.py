@@ -43,8 +43,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy_baselines import oxides_floor, qm9_u0_floor  # noqa: E402
 from accuracy_configs import (  # noqa: E402
     OXIDE_MODELS,
+    OXIDES_DB,
     OXIDE_SPLITS,
     OXIDE_TARGETS,
     QM9_MODELS,
@@ -300,12 +302,30 @@ def plot_curves(finished: dict[str, dict], results: Path) -> list[Path]:
     return written
 
 
-def write_report(results: Path, command: str, size_name: str) -> None:
+def floors(finished: dict[str, dict], size: Size, work: Path) -> dict[str, float]:
+    """``study/target`` -> test MAE of the per-element references alone (accuracy_baselines),
+    for the studies with finished runs whose data is at hand."""
+    studies = {(run["study"], run["target"]) for run in finished.values()}
+    out = {}
+    if ("oxides", "energy") in studies and OXIDES_DB.exists():
+        out["oxides/energy"] = oxides_floor()
+    if ("qm9", "u0") in studies and (work / "qm9" / "metadata.json").exists():
+        out["qm9/u0"] = qm9_u0_floor(work / "qm9", size)
+    return out
+
+
+def write_report(results: Path, command: str, size_name: str,
+                 work: Path | None = None) -> None:
     finished = _finished(results)
     table = summary(finished)
+    floor = floors(finished, SIZES[size_name], work or REPO / "runs/accuracy")
     write_json(results / "summary.json", {"command": command, "size": size_name,
-                                          "oxide_splits": OXIDE_SPLITS, "table": table})
-    write_text(results / "table.md", f"`{command}`\n" + markdown(table))
+                                          "oxide_splits": OXIDE_SPLITS, "table": table,
+                                          "element_references_alone": floor})
+    notes = "".join(f"\n{key}: per-element linear references alone (fitted on the training "
+                    f"split, no model) give a test MAE of {value:.2f}\n"
+                    for key, value in floor.items())
+    write_text(results / "table.md", f"`{command}`\n" + markdown(table) + notes)
     if finished:
         plot_curves(finished, results)
 
@@ -358,8 +378,8 @@ def main() -> None:
                                  args.work, results, cpu)
                 print(f"  test MAE {report['test_mae']:.2f} {report['unit']}, "
                       f"{report['seconds_per_step']:.3f} s/step", flush=True)
-                write_report(results, command, args.size)
-    write_report(results, command, args.size)
+                write_report(results, command, args.size, args.work)
+    write_report(results, command, args.size, args.work)
     print((results / "table.md").read_text())
 
 

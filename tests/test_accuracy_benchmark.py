@@ -115,3 +115,20 @@ def test_report_gives_mean_and_spread_and_equal_time_epochs(tmp_path):
     todo = accuracy.plan("oxides", [0, 1, 2], size, finished)
     assert ("oxides", "energy", "est_eqv2_paper", "steps", 0, size.oxide_epochs) in todo
     assert not any(run[2] == "equiformer_v2" for run in todo)  # its runs are done
+
+
+def test_reference_floor_is_zero_for_linear_energies_and_per_atom_when_asked():
+    """The least-squares element references recover energies linear in the composition
+    exactly; a known residual comes back as its MAE (x 1000), per atom where asked."""
+    import numpy as np
+
+    import accuracy_baselines
+
+    rng = np.random.default_rng(0)
+    counts = np.zeros((40, 100))
+    counts[:, [1, 6, 7, 8, 9]] = rng.integers(0, 9, size=(40, 5)) + 1  # H C N O F
+    energies = counts @ rng.normal(size=100)
+    train, test = (counts[:30], energies[:30]), (counts[30:], energies[30:])
+    assert accuracy_baselines._fit_and_score(train, test, per_atom=False) < 1e-6
+    shifted = (test[0], test[1] + 0.01 * test[0].sum(axis=1))  # 10 meV per atom off
+    assert accuracy_baselines._fit_and_score(train, shifted, per_atom=True) == pytest.approx(10.0)

@@ -1,0 +1,58 @@
+"""The floor every model of the accuracy study must beat: per-element linear references alone.
+
+Both studies fit per-element energies on the training split (fairchem's
+``element_references: fit``); a model that learns nothing predicts exactly them. This is the
+test MAE of that prediction, fitted by least squares on the same training rows the models see:
+energy per atom on ``oxides.db`` (meV/atom), U0 atomization energy on QM9 (meV). HOMO has no
+references (its floor is the training mean, not reported).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from accuracy_configs import OXIDE_SPLITS, OXIDES_DB, Size
+
+
+def _fit_and_score(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                   per_atom: bool) -> float:
+    """MAE x 1000 on ``test`` of a least-squares fit on ``train``; each is (counts [n, 100]
+    of each element per structure, energy [n] in eV)."""
+    weights, *_ = np.linalg.lstsq(train[0], train[1], rcond=None)
+    error = test[0] @ weights - test[1]
+    if per_atom:
+        error = error / test[0].sum(axis=1)
+    return float(1000.0 * np.mean(np.abs(error)))
+
+
+def _counts(numbers: list[np.ndarray]) -> np.ndarray:
+    return np.stack([np.bincount(z, minlength=100)[:100] for z in numbers]).astype(float)
+
+
+def oxides_floor() -> float:
+    """Test energy-per-atom MAE (meV/atom) of references fitted on the training polymorphs."""
+    from ase.db import connect
+
+    db = connect(str(OXIDES_DB))
+
+    def split(name: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = list(db.select(OXIDE_SPLITS[name]))
+        return _counts([row.numbers for row in rows]), np.array([row.energy for row in rows])
+
+    return _fit_and_score(split("train"), split("test"), per_atom=True)
+
+
+def qm9_u0_floor(qm9: Path, size: Size) -> float:
+    """Test U0-atomization MAE (meV) of references fitted on the study's training molecules."""
+    from est_fairchem.data import CheckedLmdbDataset
+
+    def split(name: str, first_n: int | None) -> tuple[np.ndarray, np.ndarray]:
+        dataset = CheckedLmdbDataset({"src": str(qm9 / name)})
+        rows = [dataset[i] for i in range(min(first_n or len(dataset), len(dataset)))]
+        return (_counts([row.atomic_numbers.long().numpy() for row in rows]),
+                np.array([float(row.u0_atomization) for row in rows]))
+
+    return _fit_and_score(split("train", size.qm9_train), split("test", size.qm9_test),
+                          per_atom=False)
