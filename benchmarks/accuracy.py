@@ -239,9 +239,12 @@ def summary(finished: dict[str, dict]) -> dict:
     out: dict = {}
     for (study, target, protocol, model), runs in sorted(groups.items()):
         maes = [r["test_mae"] for r in runs]
+        vals = [r["best_val_mae"] for r in runs]
         out.setdefault(f"{study}/{target}/{protocol}", {})[model] = {
             "test_mae_mean": float(np.mean(maes)), "test_mae_std": float(np.std(maes, ddof=1))
             if len(maes) > 1 else None, "seeds": len(maes), "unit": runs[0]["unit"],
+            "best_val_mae_mean": float(np.mean(vals)),
+            "best_val_mae_std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
             "epochs": runs[0]["epochs"], "steps": runs[0]["steps"],
             "parameters": runs[0]["parameters"],
             "seconds_per_step": float(np.mean([r["seconds_per_step"] for r in runs])),
@@ -253,11 +256,15 @@ def summary(finished: dict[str, dict]) -> dict:
 def markdown(table: dict) -> str:
     lines = []
     for key, models in table.items():
-        lines += [f"\n**{key}**\n", "| model | test MAE | seeds | epochs (steps) | parameters | "
-                  "s / step | train s |", "|---|---|---|---|---|---|---|"]
+        lines += [f"\n**{key}**\n", "| model | test MAE | best val MAE | seeds | "
+                  "epochs (steps) | parameters | s / step | train s |",
+                  "|---|---|---|---|---|---|---|---|"]
         for model, row in models.items():
             spread = f" ± {row['test_mae_std']:.2f}" if row["test_mae_std"] is not None else ""
+            val_spread = (f" ± {row['best_val_mae_std']:.2f}"
+                          if row["best_val_mae_std"] is not None else "")
             lines.append(f"| {model} | {row['test_mae_mean']:.2f}{spread} {row['unit']} | "
+                         f"{row['best_val_mae_mean']:.2f}{val_spread} | "
                          f"{row['seeds']} | {row['epochs']} ({row['steps']}) | "
                          f"{row['parameters']:,} | {row['seconds_per_step']:.3f} | "
                          f"{row['train_seconds']:.0f} |")
@@ -303,14 +310,15 @@ def plot_curves(finished: dict[str, dict], results: Path) -> list[Path]:
 
 
 def floors(finished: dict[str, dict], size: Size, work: Path) -> dict[str, float]:
-    """``study/target`` -> test MAE of the per-element references alone (accuracy_baselines),
+    """``study/target/split`` -> MAE of the per-element references alone (accuracy_baselines),
     for the studies with finished runs whose data is at hand."""
     studies = {(run["study"], run["target"]) for run in finished.values()}
     out = {}
     if ("oxides", "energy") in studies and OXIDES_DB.exists():
-        out["oxides/energy"] = oxides_floor()
+        out["oxides/energy/test"] = oxides_floor()
+        out["oxides/energy/val"] = oxides_floor("val")
     if ("qm9", "u0") in studies and (work / "qm9" / "metadata.json").exists():
-        out["qm9/u0"] = qm9_u0_floor(work / "qm9", size)
+        out["qm9/u0/test"] = qm9_u0_floor(work / "qm9", size)
     return out
 
 
@@ -322,9 +330,9 @@ def write_report(results: Path, command: str, size_name: str,
     write_json(results / "summary.json", {"command": command, "size": size_name,
                                           "oxide_splits": OXIDE_SPLITS, "table": table,
                                           "element_references_alone": floor})
-    notes = "".join(f"\n{key}: per-element linear references alone (fitted on the training "
-                    f"split, no model) give a test MAE of {value:.2f}\n"
-                    for key, value in floor.items())
+    notes = "".join(f"\n{key.rsplit('/', 1)[0]}: per-element linear references alone (fitted "
+                    f"on the training split, no model) give {value:.2f} on the "
+                    f"{key.rsplit('/', 1)[1]} split\n" for key, value in floor.items())
     write_text(results / "table.md", f"`{command}`\n" + markdown(table) + notes)
     if finished:
         plot_curves(finished, results)
