@@ -225,6 +225,19 @@ def equal_time_epochs(study: str, target: str, model: str, size: Size,
     return max(1, round(_epochs(study, size) * base / own))
 
 
+def _mean_std(runs: list[dict], key: str) -> dict[str, float | None]:
+    """``key_mean`` and ``key_std`` (sample std; None for one run) of ``key`` over runs."""
+    values = [run[key] for run in runs]
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    return {f"{key}_mean": float(np.mean(values)), f"{key}_std": std}
+
+
+def _with_spread(row: dict, key: str) -> str:
+    """'mean ± std' of ``key`` in a summary row, '± std' left out for one seed."""
+    std = row[f"{key}_std"]
+    return f"{row[f'{key}_mean']:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
 def summary(finished: dict[str, dict]) -> dict:
     """Mean, std and count of the test MAE per (study, target, protocol, model); the
     baseline's ``steps`` runs stand in its ``time`` row."""
@@ -238,13 +251,9 @@ def summary(finished: dict[str, dict]) -> dict:
                 groups[(study, target, "time", model)] = runs
     out: dict = {}
     for (study, target, protocol, model), runs in sorted(groups.items()):
-        maes = [r["test_mae"] for r in runs]
-        vals = [r["best_val_mae"] for r in runs]
         out.setdefault(f"{study}/{target}/{protocol}", {})[model] = {
-            "test_mae_mean": float(np.mean(maes)), "test_mae_std": float(np.std(maes, ddof=1))
-            if len(maes) > 1 else None, "seeds": len(maes), "unit": runs[0]["unit"],
-            "best_val_mae_mean": float(np.mean(vals)),
-            "best_val_mae_std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+            **_mean_std(runs, "test_mae"), **_mean_std(runs, "best_val_mae"),
+            "seeds": len(runs), "unit": runs[0]["unit"],
             "epochs": runs[0]["epochs"], "steps": runs[0]["steps"],
             "parameters": runs[0]["parameters"],
             "seconds_per_step": float(np.mean([r["seconds_per_step"] for r in runs])),
@@ -260,11 +269,8 @@ def markdown(table: dict) -> str:
                   "epochs (steps) | parameters | s / step | train s |",
                   "|---|---|---|---|---|---|---|---|"]
         for model, row in models.items():
-            spread = f" ± {row['test_mae_std']:.2f}" if row["test_mae_std"] is not None else ""
-            val_spread = (f" ± {row['best_val_mae_std']:.2f}"
-                          if row["best_val_mae_std"] is not None else "")
-            lines.append(f"| {model} | {row['test_mae_mean']:.2f}{spread} {row['unit']} | "
-                         f"{row['best_val_mae_mean']:.2f}{val_spread} | "
+            lines.append(f"| {model} | {_with_spread(row, 'test_mae')} {row['unit']} | "
+                         f"{_with_spread(row, 'best_val_mae')} | "
                          f"{row['seeds']} | {row['epochs']} ({row['steps']}) | "
                          f"{row['parameters']:,} | {row['seconds_per_step']:.3f} | "
                          f"{row['train_seconds']:.0f} |")
