@@ -1,6 +1,7 @@
 # est-fairchem: one-step install, demo and tests.
 #   make demo   - create .venv, install everything, run the EST-EquiformerV2 demo on made data
-#   make test   - create .venv if needed and run the whole test suite
+#   make test   - create .venv if needed and run the whole test suite (what CI runs)
+#   make test-fast - the same without the end-to-end runs of the real fairchem command (-m 'not e2e')
 # On a GPU cluster, take PyG's prebuilt torch-scatter/torch-sparse wheels instead of building:
 #   make install PYG_WHEELS=https://data.pyg.org/whl/torch-2.4.0+cu121.html
 
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.est-fairchem-installed
 PYG_WHEELS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test clean-demo
+.PHONY: install demo test test-fast clean-demo
 
 install: $(STAMP)
 
@@ -33,6 +34,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
 
 clean-demo:
 	rm -rf runs/demo data/demo

@@ -1,6 +1,6 @@
 """fairchem trainers that stop on a scheduler's signal at a step boundary and resume exactly.
 
-What fairchem 1.10 does by itself (read from its source, checked by tests/test_preemption.py):
+What fairchem 1.10 does by itself (read from its source, checked by tests/test_preemption_e2e.py):
 
 - a plain run (``fairchem --mode train ...``, one process or ``--num-gpus N`` local ranks)
   installs no signal handler: SIGTERM kills it, and only the last periodic ``checkpoint.pt``

@@ -89,7 +89,7 @@ def runs(tmp_path_factory):
                "OMP_NUM_THREADS": "1"}
         args = ["--mode", "train", "--config-yml", str(CONFIG), "--cpu", "--run-dir", str(root),
                 "--timestamp-id", name, "--print-every", "1",
-                "--trainer=tests.test_scale_out_ddp.RecordingTrainer",
+                "--trainer=tests.test_scale_out_ddp_e2e.RecordingTrainer",
                 "--optim.optimizer=SGD", "--optim.max_epochs=1", f"--optim.eval_every={STEPS}",
                 f"--dataset.train.src={data / 'train'}", f"--dataset.val.src={data / 'val'}",
                 *extra]
