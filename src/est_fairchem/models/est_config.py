@@ -75,7 +75,7 @@ class ESTConfig:
             The defaults (two spherical experts of width 2C, no steerable expert, 64 points,
             local frame) make the update cheaper in FLOPs than the EquiformerV2 feed-forward
             block it replaces, with fewer parameters, and no less equivariant
-            (benchmarks/RESULTS.md, "Equivariance at equal cost").
+            (benchmarks/RESULTS.md, "Whole EST-EquiformerV2 models at equal cost").
         fourier_channels: C_F, channels of the grid features. EquiformerV2: must be null (the
             grid carries ``sphere_channels``). Equiformer: the width of the degree-wise
             projection to the sphere (None: the largest multiplicity of the degrees above 0).
