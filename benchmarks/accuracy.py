@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_baselines import oxides_floor, qm9_u0_floor  # noqa: E402
+from accuracy_baselines import oxides_floor, qm9_mean_floor, qm9_u0_floor  # noqa: E402
 from accuracy_configs import (  # noqa: E402
     OXIDE_MODELS,
     OXIDES_DB,
@@ -316,8 +316,9 @@ def plot_curves(finished: dict[str, dict], results: Path) -> list[Path]:
 
 
 def floors(finished: dict[str, dict], size: Size, work: Path) -> dict[str, float]:
-    """``study/target/split`` -> MAE of the per-element references alone (accuracy_baselines),
-    for the studies with finished runs whose data is at hand."""
+    """``study/target/split`` -> MAE of the per-element references alone (HOMO: of the
+    training mean; accuracy_baselines), for the studies with finished runs whose data is at
+    hand."""
     studies = {(run["study"], run["target"]) for run in finished.values()}
     out = {}
     if ("oxides", "energy") in studies and OXIDES_DB.exists():
@@ -325,7 +326,17 @@ def floors(finished: dict[str, dict], size: Size, work: Path) -> dict[str, float
         out["oxides/energy/val"] = oxides_floor("val")
     if ("qm9", "u0") in studies and (work / "qm9" / "metadata.json").exists():
         out["qm9/u0/test"] = qm9_u0_floor(work / "qm9", size)
+    if ("qm9", "homo") in studies and (work / "qm9" / "metadata.json").exists():
+        out["qm9/homo/test"] = qm9_mean_floor(work / "qm9", size, "homo")
     return out
+
+
+def _floor_line(key: str, value: float) -> str:
+    """One line of table.md naming a floor: what predicts it, on which split, its MAE."""
+    what = ("the training mean alone (no model) gives" if key.startswith("qm9/homo/") else
+            "per-element linear references alone (fitted on the training split, no model) give")
+    task, split = key.rsplit("/", 1)
+    return f"\n{task}: {what} {value:.2f} on the {split} split\n"
 
 
 def write_report(results: Path, command: str, size_name: str,
@@ -336,9 +347,7 @@ def write_report(results: Path, command: str, size_name: str,
     write_json(results / "summary.json", {"command": command, "size": size_name,
                                           "oxide_splits": OXIDE_SPLITS, "table": table,
                                           "element_references_alone": floor})
-    notes = "".join(f"\n{key.rsplit('/', 1)[0]}: per-element linear references alone (fitted "
-                    f"on the training split, no model) give {value:.2f} on the "
-                    f"{key.rsplit('/', 1)[1]} split\n" for key, value in floor.items())
+    notes = "".join(_floor_line(key, value) for key, value in floor.items())
     write_text(results / "table.md", f"`{command}`\n" + markdown(table) + notes)
     if finished:
         plot_curves(finished, results)
