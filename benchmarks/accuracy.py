@@ -238,6 +238,13 @@ def _with_spread(row: dict, key: str) -> str:
     return f"{row[f'{key}_mean']:.2f}" + (f" ± {std:.2f}" if std is not None else "")
 
 
+def _span(runs: list[dict], key: str) -> int | str:
+    """``key``'s value if every run has the same (the steps protocol), else ``"min-max"`` (the
+    time protocol's epochs follow each seed's measured step times)."""
+    values = sorted({run[key] for run in runs})
+    return values[0] if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
 def summary(finished: dict[str, dict]) -> dict:
     """Mean, std and count of the test MAE per (study, target, protocol, model); the
     baseline's ``steps`` runs stand in its ``time`` row."""
@@ -254,7 +261,7 @@ def summary(finished: dict[str, dict]) -> dict:
         out.setdefault(f"{study}/{target}/{protocol}", {})[model] = {
             **_mean_std(runs, "test_mae"), **_mean_std(runs, "best_val_mae"),
             "seeds": len(runs), "unit": runs[0]["unit"],
-            "epochs": runs[0]["epochs"], "steps": runs[0]["steps"],
+            "epochs": _span(runs, "epochs"), "steps": _span(runs, "steps"),
             "parameters": runs[0]["parameters"],
             "seconds_per_step": float(np.mean([r["seconds_per_step"] for r in runs])),
             "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
