@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 PLAIN_BACKBONE = "fairchem.core.models.equiformer_v2.equiformer_v2.EquiformerV2Backbone"
@@ -167,7 +167,7 @@ def est_config(plain: dict, est: dict[str, Any]) -> dict:
 
 def unavailable_options(est: dict[str, Any]) -> list[str]:
     """``est:`` keys this checkout's ``ESTConfig`` does not know (e.g. a newer option)."""
-    from est_fairchem.models.est_config import ESTConfig
+    from est_fairchem.models.common.est_config import ESTConfig
 
     return sorted(set(est) - {f.name for f in fields(ESTConfig)})
 
@@ -184,7 +184,7 @@ def for_this_checkout(est: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def resolved_options(est: dict[str, Any], lmax: int) -> dict[str, Any]:
     """All ``est:`` options, defaults filled in, as the model sees them."""
-    from est_fairchem.models.est_config import ESTConfig
+    from est_fairchem.models.common.est_config import ESTConfig
 
     return ESTConfig.from_mapping(est, lmax=lmax).to_dict()
 

@@ -128,14 +128,14 @@ def test_fairchem_trains_under_cpu_autocast(tmp_path):
     hand: mean loss 72 over the first 20 steps, 11 over the last 20; 8 min on the loaded 2-core
     CPU, where bfloat16 is slower than float32)."""
     from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
-    from est_fairchem.tools.checkpoint_state import load_training_state, model_weights
+    from est_fairchem.testing.checkpoint_state import load_training_state, model_weights
     from est_fairchem.tools.fairchem_runs import run_fairchem
 
     data = tmp_path / "data"
     make_s2ef_demo(data, seed=3, sizes=DemoSizes(train_systems=8, frames_per_system=4),
                    progress=False)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", str(REPO))
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
         run_fairchem(
             ["--mode", "train", "--config-yml", str(CONFIG), "--cpu", "--run-dir", str(tmp_path),
              "--timestamp-id", "amp", "--print-every", "1",

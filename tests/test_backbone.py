@@ -7,7 +7,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from est_fairchem.models.est_config import ESTConfigError
+from est_fairchem.models.common.est_config import ESTConfigError
 from est_fairchem.testing import relative_error
 from est_fairchem.testing.structures import graph_batch, made_slab, rotated
 from tests.model_utils import build, small_model_config

@@ -11,7 +11,7 @@ import torch
 import yaml
 from e3nn import o3
 
-from est_fairchem.models.est_config import ESTConfigError
+from est_fairchem.models.common.est_config import ESTConfigError
 from est_fairchem.testing import relative_error
 from est_fairchem.testing.structures import graph_batch, made_slab, rotated
 from tests.model_utils import REPO, build
@@ -55,7 +55,7 @@ def _rotation_error(model, rotations: int = 3) -> float:
 def test_update_blocks_are_the_configured_ones():
     from est_fairchem.models import EquiformerBackbone, EquiformerESTBackbone
     from est_fairchem.models.equiformer.blocks import FeedForwardUpdate
-    from est_fairchem.models.equiformer.est_irreps_update import EquiformerESTUpdate
+    from est_fairchem.models.equiformer.est_update import EquiformerESTUpdate
 
     plain, est = _model(), _model(SMALL_EST)
     assert type(plain.backbone) is EquiformerBackbone
@@ -119,8 +119,7 @@ def test_energy_depends_on_the_geometry_and_on_tags(float64):
 
 
 def test_layout_between_irreps_and_sphere_coefficients_commutes_with_rotations(float64):
-    from est_fairchem.models.equiformer.est_irreps_update import (
-        coefficients_to_irreps, irreps_to_coefficients, uniform_irreps)
+    from est_fairchem.nn.irreps_layout import coefficients_to_irreps, irreps_to_coefficients, uniform_irreps
     from est_fairchem.testing import rotate_steerable
 
     lmax, channels = 2, 3
@@ -152,7 +151,7 @@ def test_molecular_radius_graph_matches_ase(float64):
     from ase.build import molecule
     from ase.neighborlist import neighbor_list
 
-    from est_fairchem.models.equiformer.graph import molecular_radius_graph
+    from est_fairchem.models.common.graph import molecular_radius_graph
 
     mols = [molecule("CH3CH2OH"), molecule("C6H6")]
     pos = torch.as_tensor(np.concatenate([m.positions for m in mols]))
@@ -249,7 +248,7 @@ def test_recompute_update_gives_the_same_gradients_and_keeps_less(float64):
 def test_gaussian_radial_basis_is_equiformers():
     """Equiformer's basis: centres uniform in [0, 1], widths uniform in [1/n, 1], one scalar
     weight and bias, no element dependence; the per-element-pair affine only as an option."""
-    from est_fairchem.models.equiformer.radial import GaussianRadialBasis
+    from est_fairchem.models.common.radial import GaussianRadialBasis
 
     torch.manual_seed(0)
     basis = GaussianRadialBasis(128, cutoff=5.0)

@@ -13,8 +13,8 @@ import torch
 import yaml
 
 from est_fairchem.errors import InputError
-from est_fairchem.models.est_config import ESTConfig, ESTConfigError
-from est_fairchem.models.est_preset import paper_num_points, resolve_preset
+from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.common.est_preset import paper_num_points, resolve_preset
 from tests.model_utils import REPO, build, small_model_config
 from tests.test_equiformer import equiformer_config
 
@@ -60,7 +60,7 @@ CONFIGS = {
     "EquiformerESTBackbone": _est_block(equiformer_config),
     "ESTBackbone": _est_block(pure_est_config),
 }
-PAPER = {  # preset paper on the small models (spec §11; est_fairchem.models.est_preset)
+PAPER = {  # preset paper on the small models (spec §11; est_fairchem.models.common.est_preset)
     "EquiformerV2ESTBackbone": {**UNSET, **GRID, "num_points": 64, "num_steerable_experts": 5,
                                 "num_spherical_experts": 5, "steerable_hidden_channels": 16,
                                 "spherical_hidden_channels": 64},
@@ -90,10 +90,10 @@ def test_paper_points_are_the_reference_codes_count_at_least_64():
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_paper_preset_builds_the_documented_options(name, caplog):
-    with caplog.at_level(logging.INFO, logger="est_fairchem.models.est_preset"):
+    with caplog.at_level(logging.INFO, logger="est_fairchem.models.common.est_preset"):
         backbone = _backbone(name, {"preset": "paper"})
     assert backbone.est_config.to_dict() == PAPER[name]
-    lines = [r.getMessage() for r in caplog.records if r.name == "est_fairchem.models.est_preset"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "est_fairchem.models.common.est_preset"]
     assert len(lines) == 1 and lines[0].startswith(
         f"EST options ({name}): preset paper -> num_points=64, sampling=fibonacci, ")
     assert "grid_frame=global" in lines[0] and "random_grid_rotation=true" in lines[0]
@@ -103,7 +103,7 @@ def test_paper_preset_builds_the_documented_options(name, caplog):
 def test_est_defaults_are_unchanged_without_a_preset(name, caplog):
     """``est: {}``, no block and ``preset: default`` build the same model as before presets:
     the old defaults, the same stored options, the same weights from the same seed."""
-    with caplog.at_level(logging.INFO, logger="est_fairchem.models.est_preset"):
+    with caplog.at_level(logging.INFO, logger="est_fairchem.models.common.est_preset"):
         backbones = [_backbone(name, est) for est in ({}, None, {"preset": "default"})]
     expected = {f"est.{k}": v for k, v in DEFAULTS.items()
                 if k not in ("random_grid_rotation", "recompute_update", "allow_option_change")}

@@ -16,7 +16,7 @@ import pytest
 from est_fairchem.data.lmdb_writer import write_lmdb
 from est_fairchem.data.preflight import check_lmdb_dataset
 from est_fairchem.errors import InputError
-from est_fairchem.models.input_checks import check_graph_has_edges
+from est_fairchem.models.common.input_checks import check_graph_has_edges
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml"
@@ -144,7 +144,7 @@ def _batch(positions: list[list[list[float]]]):
 
 
 def test_batch_of_isolated_atoms_is_refused_naming_its_structures():
-    from est_fairchem.models.equiformer.graph import molecular_radius_graph
+    from est_fairchem.models.common.graph import molecular_radius_graph
 
     far = _batch([[[0.0, 0, 0], [9.0, 0, 0]], [[0.0, 0, 0], [0, 0, 7.5]]])
     edges = molecular_radius_graph(far.pos, far.batch, cutoff=5.0, max_neighbors=20)

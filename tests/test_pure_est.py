@@ -12,7 +12,7 @@ import torch
 import yaml
 from e3nn import o3
 
-from est_fairchem.models.est_config import ESTConfigError
+from est_fairchem.models.common.est_config import ESTConfigError
 from est_fairchem.testing import relative_error, rotate_steerable
 from tests.model_utils import REPO, build
 
@@ -130,7 +130,7 @@ def test_batch_gives_each_molecule_its_own_prediction(float64):
 
 def _message_harness(model, atoms):
     """(messages(x, pos), x, pos) for the first message block of ``model`` on ``atoms``."""
-    from est_fairchem.models.equiformer.graph import molecular_radius_graph
+    from est_fairchem.models.common.graph import molecular_radius_graph
     from est_fairchem.models.pure_est.embedding import edge_harmonics
 
     backbone = model.backbone

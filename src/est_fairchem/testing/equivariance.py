@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from est_fairchem.nn.grid_rotation import block_wigner_d
+from est_fairchem.sphere.rotation import block_wigner_d
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from est_fairchem.errors import InputError
-from est_fairchem.models.input_checks import non_finite
+from est_fairchem.models.common.input_checks import non_finite
 from est_fairchem.testing.equivariance import relative_error
 from est_fairchem.testing.structures import graph_batch, made_molecule, made_slab, rotated
 from est_fairchem.tools.checkpoint_loading import load_prediction_weights
