@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_baselines import oxides_floor, qm9_u0_floor  # noqa: E402
+from accuracy_baselines import oxides_floor, qm9_mean_floor, qm9_u0_floor  # noqa: E402
 from accuracy_configs import (  # noqa: E402
     OXIDE_MODELS,
     OXIDES_DB,
@@ -238,6 +238,13 @@ def _with_spread(row: dict, key: str) -> str:
     return f"{row[f'{key}_mean']:.2f}" + (f" ± {std:.2f}" if std is not None else "")
 
 
+def _span(runs: list[dict], key: str) -> int | str:
+    """``key``'s value if every run has the same (the steps protocol), else ``"min-max"`` (the
+    time protocol's epochs follow each seed's measured step times)."""
+    values = sorted({run[key] for run in runs})
+    return values[0] if len(values) == 1 else f"{values[0]}-{values[-1]}"
+
+
 def summary(finished: dict[str, dict]) -> dict:
     """Mean, std and count of the test MAE per (study, target, protocol, model); the
     baseline's ``steps`` runs stand in its ``time`` row."""
@@ -254,7 +261,7 @@ def summary(finished: dict[str, dict]) -> dict:
         out.setdefault(f"{study}/{target}/{protocol}", {})[model] = {
             **_mean_std(runs, "test_mae"), **_mean_std(runs, "best_val_mae"),
             "seeds": len(runs), "unit": runs[0]["unit"],
-            "epochs": runs[0]["epochs"], "steps": runs[0]["steps"],
+            "epochs": _span(runs, "epochs"), "steps": _span(runs, "steps"),
             "parameters": runs[0]["parameters"],
             "seconds_per_step": float(np.mean([r["seconds_per_step"] for r in runs])),
             "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
@@ -316,8 +323,9 @@ def plot_curves(finished: dict[str, dict], results: Path) -> list[Path]:
 
 
 def floors(finished: dict[str, dict], size: Size, work: Path) -> dict[str, float]:
-    """``study/target/split`` -> MAE of the per-element references alone (accuracy_baselines),
-    for the studies with finished runs whose data is at hand."""
+    """``study/target/split`` -> MAE of the per-element references alone (HOMO: of the
+    training mean; accuracy_baselines), for the studies with finished runs whose data is at
+    hand."""
     studies = {(run["study"], run["target"]) for run in finished.values()}
     out = {}
     if ("oxides", "energy") in studies and OXIDES_DB.exists():
@@ -325,7 +333,17 @@ def floors(finished: dict[str, dict], size: Size, work: Path) -> dict[str, float
         out["oxides/energy/val"] = oxides_floor("val")
     if ("qm9", "u0") in studies and (work / "qm9" / "metadata.json").exists():
         out["qm9/u0/test"] = qm9_u0_floor(work / "qm9", size)
+    if ("qm9", "homo") in studies and (work / "qm9" / "metadata.json").exists():
+        out["qm9/homo/test"] = qm9_mean_floor(work / "qm9", size, "homo")
     return out
+
+
+def _floor_line(key: str, value: float) -> str:
+    """One line of table.md naming a floor: what predicts it, on which split, its MAE."""
+    what = ("the training mean alone (no model) gives" if key.startswith("qm9/homo/") else
+            "per-element linear references alone (fitted on the training split, no model) give")
+    task, split = key.rsplit("/", 1)
+    return f"\n{task}: {what} {value:.2f} on the {split} split\n"
 
 
 def write_report(results: Path, command: str, size_name: str,
@@ -336,9 +354,7 @@ def write_report(results: Path, command: str, size_name: str,
     write_json(results / "summary.json", {"command": command, "size": size_name,
                                           "oxide_splits": OXIDE_SPLITS, "table": table,
                                           "element_references_alone": floor})
-    notes = "".join(f"\n{key.rsplit('/', 1)[0]}: per-element linear references alone (fitted "
-                    f"on the training split, no model) give {value:.2f} on the "
-                    f"{key.rsplit('/', 1)[1]} split\n" for key, value in floor.items())
+    notes = "".join(_floor_line(key, value) for key, value in floor.items())
     write_text(results / "table.md", f"`{command}`\n" + markdown(table) + notes)
     if finished:
         plot_curves(finished, results)
