@@ -25,28 +25,15 @@ Imports pytest: this module is for test suites.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
 
-from est_fairchem.testing.equivariance import relative_error, rotation_errors
+from est_fairchem.testing.equivariance import default_dtype, relative_error, rotation_errors
 from est_fairchem.testing.structures import graph_batch, made_molecule, made_slab
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Build and run in ``dtype``: the models make their fixed buffers (transform matrices,
-    grids) in the default dtype's precision."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def model_outputs(model: torch.nn.Module, batch) -> dict[str, torch.Tensor]:

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from est_fairchem.sphere.rotation import block_wigner_d
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Build and run in ``dtype``: the models make their fixed buffers (transform matrices,
+    grids; EquiformerV2's tensors) in the default dtype's precision."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
