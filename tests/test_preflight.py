@@ -180,18 +180,3 @@ def test_demo_command_refuses_bad_data_before_fairchem(real, bad, case, tmp_path
     assert result.stderr.startswith(f"est-fairchem demo: {expected}")
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "runs" / "logs").exists()  # fairchem never started
-
-
-@pytest.mark.e2e
-def test_plain_fairchem_train_names_the_bad_file(bad, tmp_path):
-    """`fairchem --mode train` with a demo config (format: est_fairchem.data.CheckedLmdbDataset)
-    on a text file named data.lmdb: the check's line, not lmdb's bare error."""
-    from est_fairchem.tools.fairchem_runs import fairchem_executable
-
-    path, message = bad["text file"]
-    result = subprocess.run(
-        [fairchem_executable(), "--mode", "train", "--config-yml", str(DEMO_CONFIG), "--cpu",
-         "--run-dir", str(tmp_path), f"--dataset.train.src={path}"],
-        capture_output=True, text=True, cwd=REPO)
-    assert result.returncode != 0
-    assert f"est_fairchem.errors.InputError: {message}" in result.stdout + result.stderr
