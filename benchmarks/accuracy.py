@@ -60,7 +60,7 @@ from accuracy_configs import (  # noqa: E402
     qm9_config,
 )
 
-from est_fairchem.tools.result_files import write_json, write_text  # noqa: E402
+from est_fairchem.testing.result_files import write_json, write_text  # noqa: E402
 
 STUDIES = {"qm9": (QM9_MODELS, QM9_TARGETS), "oxides": (OXIDE_MODELS, OXIDE_TARGETS)}
 

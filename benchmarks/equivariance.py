@@ -32,7 +32,7 @@ from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.sphere.points import lebedev_point_counts
 from est_fairchem.sphere.transform import min_sphere_points
 from est_fairchem.testing import relative_error, rotate_steerable
-from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 SAMPLINGS = (("fibonacci", 0), ("fibonacci", 500), ("lebedev", 0), ("latlong", 0))
 

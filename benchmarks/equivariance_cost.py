@@ -36,7 +36,6 @@ absolute errors (eV; eV/A, largest component).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import importlib.util
 import os
@@ -48,13 +47,14 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.testing.equivariance import default_dtype
+from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 PLAIN_BACKBONE = "fairchem.core.models.equiformer_v2.equiformer_v2.EquiformerV2Backbone"
@@ -167,7 +167,7 @@ def est_config(plain: dict, est: dict[str, Any]) -> dict:
 
 def unavailable_options(est: dict[str, Any]) -> list[str]:
     """``est:`` keys this checkout's ``ESTConfig`` does not know (e.g. a newer option)."""
-    from est_fairchem.models.est_config import ESTConfig
+    from est_fairchem.models.common.est_config import ESTConfig
 
     return sorted(set(est) - {f.name for f in fields(ESTConfig)})
 
@@ -184,7 +184,7 @@ def for_this_checkout(est: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def resolved_options(est: dict[str, Any], lmax: int) -> dict[str, Any]:
     """All ``est:`` options, defaults filled in, as the model sees them."""
-    from est_fairchem.models.est_config import ESTConfig
+    from est_fairchem.models.common.est_config import ESTConfig
 
     return ESTConfig.from_mapping(est, lmax=lmax).to_dict()
 
@@ -199,17 +199,6 @@ def build(config: dict, seed: int) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    """Temporarily set torch's default dtype (EquiformerV2 makes tensors in it)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 def parameters_of(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -51,17 +51,17 @@ from e3nn import o3
 from torch import nn
 from torch.nn import functional as F
 
-from est_fairchem.models.equiformer.blocks import init_equiformer_weights
-from est_fairchem.models.equiformer.graph_attention import scatter_sum
-from est_fairchem.models.equiformer.radial import BesselRadialBasis
+from est_fairchem.models.common.init import init_equiformer_weights
+from est_fairchem.models.common.radial import BesselRadialBasis
 from est_fairchem.models.pure_est.backbone import ESTLayer
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import edge_harmonics
 from est_fairchem.models.pure_est.message import ESTMessageBlock
 from est_fairchem.nn.est_update import ESTUpdate
+from est_fairchem.nn.scatter import scatter_sum
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
-from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 MODELS = (("est", "coefficients"), ("est", "grid"), ("tfn", "coefficients"))
 CUTOFF = 2.0  # Bessel-basis cutoff (all edges have length 1)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import throughput  # noqa: E402  (this folder's benchmark: configs, model building, loss)

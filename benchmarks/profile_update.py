@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -154,7 +154,7 @@ def block_parts(est_model: torch.nn.Module, plain_model: torch.nn.Module, inputs
             return out
         return run
 
-    from est_fairchem.models.eqv2_experts import mix_eqv2_experts
+    from est_fairchem.models.equiformer_v2.experts import mix_eqv2_experts
 
 
     def spherical(module):
@@ -180,7 +180,8 @@ def _with_frame(update, grid_frame: str):
     """``update`` itself, or a shallow copy (same weights) sampling with ``grid_frame``."""
     import copy
 
-    from est_fairchem.nn.local_frame import LocalFrame, WignerFromRotation
+    from est_fairchem.nn.local_frame import LocalFrame
+    from est_fairchem.sphere.wigner import WignerFromRotation
 
     if update.grid_frame == grid_frame:
         return update

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from est_fairchem.tools.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 CONFIGS = {
     "small": ("configs/oc20/s2ef/demo/est_eqv2_demo.yml", "configs/oc20/s2ef/demo/eqv2_demo.yml"),

@@ -4,16 +4,12 @@ fairchem's ``--amp`` wraps the forward in CUDA autocast (with a GradScaler); on 
 nothing. These tests emulate it with CPU autocast in bfloat16, which is on for the same ops
 (matmul, linear, einsum, SDPA run in half precision): the SH <-> grid transforms, the grid
 rotations, the spherical attention and the gate softmax must run in float32 (autocast off), the
-linear layers may run in bfloat16, and training must stay finite and learn. End to end, a
-test-only trainer (``CpuAutocastTrainer``: fairchem's S2EF trainer with the training forward
-under CPU autocast) trains the tiny EST model through the real ``fairchem`` command.
+linear layers may run in bfloat16, and training must stay finite and learn. End to end
+through the real ``fairchem`` command: ``tests/test_amp_e2e.py``.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import re
 from pathlib import Path
 
 import pytest
@@ -24,7 +20,6 @@ from est_fairchem.nn import ESTUpdate, ExpertGate
 from est_fairchem.nn.spherical_attention import SphericalAttention
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
-from est_fairchem.trainers import PreemptibleForcesTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_tiny_deterministic.yml"
@@ -106,50 +101,3 @@ def test_est_update_under_autocast_stays_close_to_float32(training):
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
     assert (out - reference).norm() / reference.norm() < 3e-2
-
-
-class CpuAutocastTrainer(PreemptibleForcesTrainer):
-    """Test-only fairchem trainer: fairchem's S2EF trainer with the training forward under CPU
-    bfloat16 autocast and its outputs cast to float32 for the loss (fairchem's ``--amp`` on
-    CUDA computes the loss from the autocast outputs inside the autocast region)."""
-
-    def _forward(self, batch):
-        if not self.model.training:
-            return super()._forward(batch)
-        with _autocast():
-            out = super()._forward(batch)
-        return {key: value.float() for key, value in out.items()}
-
-
-@pytest.mark.e2e
-def test_fairchem_trains_under_cpu_autocast(tmp_path):
-    """The real ``fairchem`` command, the tiny EST model on made data, 200 training steps with
-    every forward under bfloat16 autocast: no NaN/inf, and the loss falls (measured once by
-    hand: mean loss 72 over the first 20 steps, 11 over the last 20; 8 min on the loaded 2-core
-    CPU, where bfloat16 is slower than float32)."""
-    from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
-    from est_fairchem.tools.checkpoint_state import load_training_state, model_weights
-    from est_fairchem.tools.fairchem_runs import run_fairchem
-
-    data = tmp_path / "data"
-    make_s2ef_demo(data, seed=3, sizes=DemoSizes(train_systems=8, frames_per_system=4),
-                   progress=False)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", str(REPO))
-        run_fairchem(
-            ["--mode", "train", "--config-yml", str(CONFIG), "--cpu", "--run-dir", str(tmp_path),
-             "--timestamp-id", "amp", "--print-every", "1",
-             "--trainer=tests.test_amp.CpuAutocastTrainer",
-             f"--optim.max_epochs={AMP_STEPS // 8}", f"--optim.eval_every={AMP_STEPS}",
-             f"--dataset.train.src={data / 'train'}", f"--dataset.val.src={data / 'val'}"],
-            tmp_path / "amp.log",
-        )
-    log = (tmp_path / "amp.log").read_text()
-    losses = [float(v) for v in re.findall(r"\bloss: ([^,\s]+), lr:", log)]
-    assert len(losses) == AMP_STEPS
-    assert all(math.isfinite(v) for v in losses), losses
-    assert sum(losses[-8:]) < 0.8 * sum(losses[:8]), losses
-    state = load_training_state(tmp_path / "checkpoints" / "amp" / "checkpoint.pt")
-    assert state.step == AMP_STEPS
-    assert all(torch.isfinite(t).all() for t in model_weights(state.raw).values())
-    assert os.path.getsize(tmp_path / "checkpoints" / "amp" / "best_checkpoint.pt") > 0

@@ -117,7 +117,7 @@ from fairchem.core.common.relaxation.ase_utils import OCPCalculator
 assert "est_fairchem" not in sys.modules
 calc = OCPCalculator(checkpoint_path={str(checkpoint)!r}, trainer="equiformerv2_forces",
                      cpu=True, seed=0)
-imported = "est_fairchem.models.equiformer_v2_est" in sys.modules
+imported = "est_fairchem.models.equiformer_v2.backbone" in sys.modules
 from ase.optimize import BFGS
 from est_fairchem.testing.structures import made_slab
 atoms = made_slab()

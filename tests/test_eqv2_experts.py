@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from est_fairchem.models.eqv2_experts import can_batch, mix_eqv2_experts
+from est_fairchem.models.equiformer_v2.experts import can_batch, mix_eqv2_experts
 from tests.model_utils import build, small_model_config
 
 PAPER_GRID = {"lmax_list": [4], "mmax_list": [2], "grid_resolution": 18}

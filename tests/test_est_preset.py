@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import copy
 import logging
-import subprocess
 
 import pytest
 import torch
 import yaml
 
 from est_fairchem.errors import InputError
-from est_fairchem.models.est_config import ESTConfig, ESTConfigError
-from est_fairchem.models.est_preset import paper_num_points, resolve_preset
+from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.common.est_preset import paper_num_points, resolve_preset
 from tests.model_utils import REPO, build, small_model_config
 from tests.test_equiformer import equiformer_config
 
@@ -60,7 +59,7 @@ CONFIGS = {
     "EquiformerESTBackbone": _est_block(equiformer_config),
     "ESTBackbone": _est_block(pure_est_config),
 }
-PAPER = {  # preset paper on the small models (spec §11; est_fairchem.models.est_preset)
+PAPER = {  # preset paper on the small models (spec §11; est_fairchem.models.common.est_preset)
     "EquiformerV2ESTBackbone": {**UNSET, **GRID, "num_points": 64, "num_steerable_experts": 5,
                                 "num_spherical_experts": 5, "steerable_hidden_channels": 16,
                                 "spherical_hidden_channels": 64},
@@ -90,10 +89,10 @@ def test_paper_points_are_the_reference_codes_count_at_least_64():
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_paper_preset_builds_the_documented_options(name, caplog):
-    with caplog.at_level(logging.INFO, logger="est_fairchem.models.est_preset"):
+    with caplog.at_level(logging.INFO, logger="est_fairchem.models.common.est_preset"):
         backbone = _backbone(name, {"preset": "paper"})
     assert backbone.est_config.to_dict() == PAPER[name]
-    lines = [r.getMessage() for r in caplog.records if r.name == "est_fairchem.models.est_preset"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "est_fairchem.models.common.est_preset"]
     assert len(lines) == 1 and lines[0].startswith(
         f"EST options ({name}): preset paper -> num_points=64, sampling=fibonacci, ")
     assert "grid_frame=global" in lines[0] and "random_grid_rotation=true" in lines[0]
@@ -103,7 +102,7 @@ def test_paper_preset_builds_the_documented_options(name, caplog):
 def test_est_defaults_are_unchanged_without_a_preset(name, caplog):
     """``est: {}``, no block and ``preset: default`` build the same model as before presets:
     the old defaults, the same stored options, the same weights from the same seed."""
-    with caplog.at_level(logging.INFO, logger="est_fairchem.models.est_preset"):
+    with caplog.at_level(logging.INFO, logger="est_fairchem.models.common.est_preset"):
         backbones = [_backbone(name, est) for est in ({}, None, {"preset": "default"})]
     expected = {f"est.{k}": v for k, v in DEFAULTS.items()
                 if k not in ("random_grid_rotation", "recompute_update", "allow_option_change")}
@@ -219,30 +218,3 @@ def test_paper_size_configs_use_the_preset_and_keep_their_model(path):
 
     assert load_config(REPO / path)["model"]["backbone"]["est"]["preset"] == "paper"
     assert _config_est(path) == ESTConfig(**PAPER_SIZE[path])
-
-
-@pytest.mark.e2e
-def test_fairchem_train_logs_the_resolved_options_once(tmp_path):
-    """A real ``fairchem --mode train`` (tiny config, one epoch on four made systems) with the
-    preset set on the command line: its log names the options, the config's keys over the
-    preset's (16 points, one expert of each kind, no grid rotation)."""
-    from est_fairchem.tools.fairchem_runs import fairchem_executable
-    from tests.model_utils import est_fairchem_cli
-
-    data = tmp_path / "data"
-    subprocess.run([*est_fairchem_cli(), "make-demo-data", "--task", "s2ef", "--out", str(data),
-                    "--systems", "4", "--frames", "2"], check=True, capture_output=True, cwd=REPO)
-    result = subprocess.run(
-        [fairchem_executable(), "--mode", "train", "--cpu", "--config-yml",
-         str(REPO / "configs/oc20/s2ef/demo/est_eqv2_tiny_deterministic.yml"),
-         "--run-dir", str(tmp_path / "runs"), "--model.backbone.est.preset=paper",
-         "--optim.max_epochs=1", f"--dataset.train.src={data / 'train'}",
-         f"--dataset.val.src={data / 'val'}"],
-        capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    lines = [line for line in result.stdout.splitlines() if "EST options (" in line]
-    assert len(lines) == 1, result.stdout[-3000:]
-    assert "(INFO): EST options (EquiformerV2ESTBackbone): preset paper -> num_points=16, " \
-           "sampling=fibonacci, repulsion_steps=500, num_steerable_experts=1, " \
-           "num_spherical_experts=1" in lines[0]
-    assert "grid_frame=global" in lines[0] and "random_grid_rotation=false" in lines[0]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
 from est_fairchem.nn import ESTUpdate, ExpertGate, SphericalExperts
 from est_fairchem.testing import relative_error, rotate_steerable
 

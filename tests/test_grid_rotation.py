@@ -1,8 +1,8 @@
-"""Random grid rotations drawn on the features' device (nn/grid_rotation.py)."""
+"""Random grid rotations drawn on the features' device (sphere/rotation.py)."""
 
 import torch
 
-from est_fairchem.nn.grid_rotation import (
+from est_fairchem.sphere.rotation import (
     block_wigner_d,
     random_rotation_matrices,
     random_system_matrices,

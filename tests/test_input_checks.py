@@ -72,7 +72,7 @@ def test_periodic_backbones_refuse_non_finite_structures(name, position, cell, e
 
 
 def test_finite_structures_pass():
-    from est_fairchem.models.input_checks import check_finite_structures
+    from est_fairchem.models.common.input_checks import check_finite_structures
 
     model = build(small_model_config(est=TINY_EQV2_EST)).eval()
     batch = _slab_batch()

@@ -6,10 +6,11 @@ import pytest
 import torch
 from e3nn import o3
 
-from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
 from est_fairchem.nn import ESTUpdate
-from est_fairchem.nn.grid_rotation import block_wigner_d
-from est_fairchem.nn.local_frame import LocalFrame, WignerFromRotation
+from est_fairchem.nn.local_frame import LocalFrame
+from est_fairchem.sphere.rotation import block_wigner_d
+from est_fairchem.sphere.wigner import WignerFromRotation
 from est_fairchem.testing import relative_error
 from tests.test_backbone import SMALL_EST, _model, _rotation_errors
 

@@ -8,7 +8,7 @@ import torch
 from e3nn import o3
 
 from est_fairchem.nn import ESTUpdate
-from est_fairchem.nn.local_frame import WignerFromRotation
+from est_fairchem.sphere.wigner import WignerFromRotation
 from est_fairchem.sphere.constants import memoized
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform

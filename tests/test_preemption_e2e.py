@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from est_fairchem.tools.checkpoint_state import load_training_state, max_abs_differences
+from est_fairchem.testing.checkpoint_state import load_training_state, max_abs_differences
 from est_fairchem.tools.fairchem_runs import logged_steps, run_fairchem, run_fairchem_until_step
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import pytest
 from est_fairchem.data.lmdb_writer import write_lmdb
 from est_fairchem.data.preflight import check_lmdb_dataset
 from est_fairchem.errors import InputError
-from est_fairchem.models.input_checks import check_graph_has_edges
+from est_fairchem.models.common.input_checks import check_graph_has_edges
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml"
@@ -144,7 +144,7 @@ def _batch(positions: list[list[list[float]]]):
 
 
 def test_batch_of_isolated_atoms_is_refused_naming_its_structures():
-    from est_fairchem.models.equiformer.graph import molecular_radius_graph
+    from est_fairchem.models.common.graph import molecular_radius_graph
 
     far = _batch([[[0.0, 0, 0], [9.0, 0, 0]], [[0.0, 0, 0], [0, 0, 7.5]]])
     edges = molecular_radius_graph(far.pos, far.batch, cutoff=5.0, max_neighbors=20)
@@ -180,18 +180,3 @@ def test_demo_command_refuses_bad_data_before_fairchem(real, bad, case, tmp_path
     assert result.stderr.startswith(f"est-fairchem demo: {expected}")
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "runs" / "logs").exists()  # fairchem never started
-
-
-@pytest.mark.e2e
-def test_plain_fairchem_train_names_the_bad_file(bad, tmp_path):
-    """`fairchem --mode train` with a demo config (format: est_fairchem.data.CheckedLmdbDataset)
-    on a text file named data.lmdb: the check's line, not lmdb's bare error."""
-    from est_fairchem.tools.fairchem_runs import fairchem_executable
-
-    path, message = bad["text file"]
-    result = subprocess.run(
-        [fairchem_executable(), "--mode", "train", "--config-yml", str(DEMO_CONFIG), "--cpu",
-         "--run-dir", str(tmp_path), f"--dataset.train.src={path}"],
-        capture_output=True, text=True, cwd=REPO)
-    assert result.returncode != 0
-    assert f"est_fairchem.errors.InputError: {message}" in result.stdout + result.stderr

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from est_fairchem.tools.checkpoint_state import (
+from est_fairchem.testing.checkpoint_state import (
     load_training_state,
     max_abs_differences,
     model_weights,
@@ -85,7 +85,8 @@ def runs(tmp_path_factory):
                         ("ddp", ["--num-gpus", "2", "--optim.batch_size=2"])):
         record = root / f"record_{name}"
         record.mkdir()
-        env = {**os.environ, "PYTHONPATH": str(REPO), RECORD_DIR: str(record),
+        env = {**os.environ,
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])), RECORD_DIR: str(record),
                "OMP_NUM_THREADS": "1"}
         args = ["--mode", "train", "--config-yml", str(CONFIG), "--cpu", "--run-dir", str(root),
                 "--timestamp-id", name, "--print-every", "1",

@@ -9,7 +9,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from est_fairchem.nn.grid_rotation import block_wigner_d
+from est_fairchem.sphere.rotation import block_wigner_d
 from est_fairchem.sphere import (
     SphericalTransform,
     min_sphere_points,

@@ -89,7 +89,7 @@ def test_old_checkpoints_without_stored_options_still_load_strictly():
 
 
 def test_allow_option_change_must_be_a_boolean():
-    from est_fairchem.models.est_config import ESTConfigError
+    from est_fairchem.models.common.est_config import ESTConfigError
 
     with pytest.raises(ESTConfigError, match="est.allow_option_change='yes': expected true or "
                                              "false"):

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from est_fairchem.models.warm_start import WarmStartError, warm_start
+from est_fairchem.models.equiformer_v2.warm_start import WarmStartError, warm_start
 from est_fairchem.testing.structures import graph_batch, made_slab
 from tests.model_utils import build, small_model_config
 

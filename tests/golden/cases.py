@@ -85,7 +85,8 @@ def run_case(case: GoldenCase, root: Path, checkpoint: Path | None) -> dict:
     case.make_data(data)
     record = root / "losses.jsonl"
     env_before = {k: os.environ.get(k) for k in ("PYTHONPATH", "OMP_NUM_THREADS", "EST_GOLDEN_RECORD")}
-    os.environ.update({"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+    os.environ.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env_before["PYTHONPATH"]])),
+                       "OMP_NUM_THREADS": "1",
                        "EST_GOLDEN_RECORD": str(record)})
     try:
         args = ["--mode", "train", "--config-yml", str(case.config), "--cpu",

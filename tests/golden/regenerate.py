@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     import fairchem.core
     import torch
 
-    from est_fairchem.tools.result_files import write_text
+    from est_fairchem.testing.result_files import write_text
 
     cases = {}
     for case in CASES:

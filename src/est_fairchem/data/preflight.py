@@ -5,7 +5,7 @@ missing pages kills the process with SIGBUS).
 :func:`check_lmdb_dataset` checks what fairchem's ``LmdbDataset`` reads (a ``*.lmdb`` file, or
 a folder of them; ASCII integer keys ``"0"``, ``"1"``, ... of pickled records and an optional
 ``"length"`` entry). A batch whose graph has no edge is refused by the backbones
-(:func:`est_fairchem.models.input_checks.check_graph_has_edges`).
+(:func:`est_fairchem.models.common.input_checks.check_graph_has_edges`).
 """
 
 from __future__ import annotations

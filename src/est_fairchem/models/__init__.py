@@ -12,14 +12,14 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from est_fairchem.models.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
 
 _LAZY = {
-    "EquiformerV2ESTBackbone": "est_fairchem.models.equiformer_v2_est",
-    "WarmStartHydraModel": "est_fairchem.models.warm_start_hydra",
+    "EquiformerV2ESTBackbone": "est_fairchem.models.equiformer_v2.backbone",
+    "WarmStartHydraModel": "est_fairchem.models.equiformer_v2.warm_start_hydra",
     "EquiformerBackbone": "est_fairchem.models.equiformer.backbone",
     "EquiformerESTBackbone": "est_fairchem.models.equiformer.backbone",
-    "EquiformerScalarHead": "est_fairchem.models.equiformer.heads",
+    "EquiformerScalarHead": "est_fairchem.models.common.heads",
     "ESTBackbone": "est_fairchem.models.pure_est.backbone",
 }
 

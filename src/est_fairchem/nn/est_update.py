@@ -20,16 +20,14 @@ import torch
 from torch import nn
 
 from est_fairchem.nn.experts import ExpertGate, SphericalExperts
-from est_fairchem.nn.grid_rotation import random_system_matrices, random_system_rotations
-from est_fairchem.nn.local_frame import LocalFrame, WignerFromRotation
+from est_fairchem.nn.local_frame import LocalFrame
 from est_fairchem.nn.recompute import recomputed_in_backward
 from est_fairchem.nn.spherical_attention import SphericalAttention
 from est_fairchem.sphere.points import sphere_points
-from est_fairchem.sphere.transform import (
-    SphericalTransform,
-    full_precision,
-    full_precision_dtype,
-)
+from est_fairchem.sphere.precision import full_precision, full_precision_dtype
+from est_fairchem.sphere.rotation import random_system_matrices, random_system_rotations
+from est_fairchem.sphere.transform import SphericalTransform
+from est_fairchem.sphere.wigner import WignerFromRotation
 
 
 class ESTUpdate(nn.Module):
@@ -47,7 +45,7 @@ class ESTUpdate(nn.Module):
             ``grid_frame='local'`` the rotation turns the grid relative to each node's frame.
         steerable_mixture: ``f(experts, x, gates) -> sum_i gates[:, i] experts[i](x)``
             computing all steerable experts at once (a backbone's batched form of its own
-            experts, e.g. ``models.eqv2_experts.mix_eqv2_experts``); None: one call per expert.
+            experts, e.g. ``models.equiformer_v2.experts.mix_eqv2_experts``); None: one call per expert.
         recompute: in training, store only the inputs of the update for backward and
             recompute it there (``torch.utils.checkpoint``, random grid rotations redrawn
             identically): its activations are not kept, for a second forward in backward.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from est_fairchem.sphere.transform import full_precision, full_precision_dtype
+from est_fairchem.sphere.precision import full_precision, full_precision_dtype
 
 
 class ExpertGate(nn.Module):

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from est_fairchem.sphere.constants import memoized
-from est_fairchem.sphere.transform import full_precision, full_precision_dtype
+from est_fairchem.sphere.precision import full_precision, full_precision_dtype
 
 
 def attention_scale(head_dim: int, orientation_embedding: bool) -> float:

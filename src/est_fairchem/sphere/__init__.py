@@ -1,4 +1,5 @@
-"""Sphere point sets and spherical Fourier transforms (pure torch + e3nn, no fairchem)."""
+"""Sphere point sets, spherical Fourier transforms, Wigner-D matrices and random rotations, and
+full-precision regions under autocast (pure torch + e3nn, no fairchem)."""
 
 from est_fairchem.sphere.points import SAMPLINGS, SpherePoints, sphere_points
 from est_fairchem.sphere.transform import (

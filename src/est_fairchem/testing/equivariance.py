@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
-from est_fairchem.nn.grid_rotation import block_wigner_d
+from est_fairchem.sphere.rotation import block_wigner_d
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Build and run in ``dtype``: the models make their fixed buffers (transform matrices,
+    grids; EquiformerV2's tensors) in the default dtype's precision."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -20,3 +35,46 @@ def rotate_steerable(x: torch.Tensor, rotation: torch.Tensor, lmax: int) -> torc
     """Apply D(R) to steerable features [N, (L+1)^2, C] (e3nn convention); R is [3, 3]."""
     wigner = block_wigner_d(lmax, rotation[None].to(torch.float64))[0].to(x.dtype)
     return torch.einsum("kj,njc->nkc", wigner, x)
+
+
+def random_rotation(generator: torch.Generator | None = None) -> torch.Tensor:
+    """A Haar-random rotation [3, 3] (float64): from ``generator``, or from torch's global RNG
+    (e3nn's ``rand_matrix``) when None."""
+    from e3nn import o3
+
+    if generator is None:
+        return o3.rand_matrix(dtype=torch.float64)
+    quaternion = torch.randn(4, generator=generator, dtype=torch.float64)
+    return o3.quaternion_to_matrix(quaternion / quaternion.norm())
+
+
+def rotation_changes(predict, atoms, vectors: tuple[str, ...] = (), rotations: int = 3,
+                     generator: torch.Generator | None = None) -> dict[str, list[tuple[float, float]]]:
+    """Per output of ``predict(atoms) -> {name: tensor}``, the (relative, largest absolute)
+    change under each of ``rotations`` random rotations of the structure and its cell:
+    invariants compared as they are, outputs named in ``vectors`` ([N, 3]) with the reference
+    rotated. The one rotation check of the tests, ``est-fairchem check-equivariance`` and the
+    shared backbone suite."""
+    from est_fairchem.testing.structures import rotated
+
+    reference = predict(atoms)
+    changes: dict[str, list[tuple[float, float]]] = {name: [] for name in reference}
+    for _ in range(rotations):
+        rotation = random_rotation(generator)
+        turned = predict(rotated(atoms, rotation.numpy()))
+        for name in reference:
+            expected = reference[name]
+            if name in vectors:
+                expected = expected @ rotation.to(expected.dtype).T
+            changes[name].append((relative_error(turned[name], expected),
+                                  float((turned[name] - expected).abs().max())))
+    return changes
+
+
+def rotation_errors(predict, atoms, vectors: tuple[str, ...] = (), rotations: int = 3,
+                    seed: int = 5) -> dict[str, float]:
+    """The largest relative change of each output under ``rotations`` seeded random rotations
+    (:func:`rotation_changes`)."""
+    generator = torch.Generator().manual_seed(seed)
+    changes = rotation_changes(predict, atoms, vectors, rotations, generator)
+    return {name: max(relative for relative, _ in values) for name, values in changes.items()}

@@ -21,9 +21,9 @@ from typing import Callable
 import torch
 
 from est_fairchem.errors import InputError
-from est_fairchem.models.input_checks import non_finite
-from est_fairchem.testing.equivariance import relative_error
-from est_fairchem.testing.structures import graph_batch, made_molecule, made_slab, rotated
+from est_fairchem.models.common.input_checks import non_finite
+from est_fairchem.testing.equivariance import rotation_changes
+from est_fairchem.testing.structures import graph_batch, made_molecule, made_slab
 from est_fairchem.tools.checkpoint_loading import load_prediction_weights
 from est_fairchem.tools.model_from_config import build_model, load_config
 from est_fairchem.tools.output_units import output_transforms
@@ -130,7 +130,6 @@ def _check(
     config_path: Path, checkpoint: Path | None, structure: Path | None, rotations: int, seed: int,
     progress: Callable[[str], None] | None,
 ) -> dict:
-    from e3nn import o3
 
     config = copy.deepcopy(load_config(config_path))
     config["model"]["otf_graph"] = False
@@ -178,15 +177,16 @@ def _check(
     if not checked:
         raise ValueError(f"{config_path}: the model predicts none of the outputs to check "
                          f"({', '.join(unchecked)})")
-    relative: dict[str, list[float]] = {key: [] for key in checked}
-    absolute: dict[str, list[float]] = {key: [] for key in checked}
-    for _ in range(rotations):
-        rotation = o3.rand_matrix(dtype=torch.float64)  # seeded above, after the weights
-        turned = predict(graph_batch([rotated(atoms, rotation.numpy())], radius))
-        for key, degree in checked.items():
-            expected = reference[key] @ rotation.T if degree == 1 else reference[key]
-            relative[key].append(relative_error(turned[key], expected))
-            absolute[key].append(float((turned[key] - expected).abs().max()))
+
+    def predict_checked(structure) -> dict[str, torch.Tensor]:
+        values = predict(graph_batch([structure], radius))
+        return {key: values[key] for key in checked}
+
+    changes = rotation_changes(predict_checked, atoms,  # rotations seeded above, after the weights
+                               vectors=tuple(k for k, d in checked.items() if d == 1),
+                               rotations=rotations)
+    relative = {key: [r for r, _ in values] for key, values in changes.items()}
+    absolute = {key: [a for _, a in values] for key, values in changes.items()}
     outputs = {}
     for key, degree in checked.items():
         scale = float(reference[key].abs().mean())

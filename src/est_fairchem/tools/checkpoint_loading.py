@@ -15,17 +15,10 @@ from pathlib import Path
 
 import torch
 
+from est_fairchem.checkpoints import prediction_state, read_checkpoint, trainable_parameter_names
 from est_fairchem.errors import InputError
 
 MAX_LISTED = 60
-
-
-def read_fairchem_checkpoint(path: str | Path) -> dict:
-    """The checkpoint dict at ``path`` (on CPU); ``FileNotFoundError`` if there is no file,
-    ``InputError`` naming it if it is not a fairchem checkpoint."""
-    from est_fairchem.models.eqv2_checkpoint import read_checkpoint
-
-    return read_checkpoint(path)  # its WarmStartError is an InputError
 
 
 def prediction_weights(model: torch.nn.Module, checkpoint: dict, config: dict,
@@ -33,19 +26,9 @@ def prediction_weights(model: torch.nn.Module, checkpoint: dict, config: dict,
     """The checkpoint's state dict (DDP ``module.`` prefixes removed) with, when ``config``
     uses EMA (``optim.ema_decay``) and the checkpoint holds an EMA state, the shadow
     parameters in place of ``model``'s trainable parameters (what fairchem predicts with)."""
-    from est_fairchem.models.warm_start import strip_module_prefix
-
-    weights = dict(strip_module_prefix(checkpoint["state_dict"]))
-    ema = checkpoint.get("ema")
-    if not ((config.get("optim") or {}).get("ema_decay") and ema):
-        return weights
-    names = [name for name, p in model.named_parameters() if p.requires_grad]
-    shadow = list(ema["shadow_params"])
-    if len(shadow) != len(names):
-        raise InputError(f"{path}: its EMA state holds {len(shadow)} tensors, the config's model "
-                         f"has {len(names)} trainable parameters: not a checkpoint of this model")
-    weights.update(zip(names, shadow))
-    return weights
+    uses_ema = bool((config.get("optim") or {}).get("ema_decay"))
+    return prediction_state(checkpoint, trainable_parameter_names(model) if uses_ema else None,
+                            path)
 
 
 def fit_problems(model: torch.nn.Module, weights: dict[str, object]) -> list[str]:
@@ -77,7 +60,7 @@ def load_prediction_weights(model: torch.nn.Module, checkpoint_path: str | Path,
         InputError: not a fairchem checkpoint; its tensors do not fit the model (all listed);
             an EST checkpoint trained with other EST options (``trained_options``).
     """
-    checkpoint = read_fairchem_checkpoint(checkpoint_path)
+    checkpoint = read_checkpoint(checkpoint_path)
     weights = prediction_weights(model, checkpoint, config, checkpoint_path)
     problems = fit_problems(model, weights)
     if problems:

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
+from est_fairchem.checkpoints import read_checkpoint
 from est_fairchem.data.output_folder import check_output_file
-from est_fairchem.models.eqv2_checkpoint import prediction_weights, read_checkpoint
-from est_fairchem.models.warm_start import warm_start
+from est_fairchem.models.equiformer_v2.checkpoint import prediction_weights
+from est_fairchem.models.equiformer_v2.warm_start import warm_start
 from est_fairchem.tools.model_from_config import build_model, load_config
 
 

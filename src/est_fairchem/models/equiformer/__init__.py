@@ -3,15 +3,16 @@
 Modules, one concept each:
 
 - ``irreps_norm``: Equiformer's equivariant layer norm on flat irreps features;
-- ``radial``: learnable Gaussian and Bessel radial bases, the radial profile MLP;
-- ``tensor_products``: the depthwise ('uvu') tensor product with edge spherical harmonics and
-  the gated equivariant activation;
-- ``feed_forward``: Equiformer's feed-forward update block (linear -> gate -> linear);
+- ``tensor_products``: the depthwise ('uvu') tensor product with edge spherical harmonics;
 - ``graph_attention``: the equivariant graph-attention message block;
 - ``est_update``: the EST update block on irreps (projection to uniform channels and back);
 - ``embedding``: atom, tag and edge-degree embeddings;
-- ``graph``: radius graphs (fairchem's periodic ones, and non-periodic ones without torch_cluster);
-- ``backbone`` / ``heads``: the fairchem hydra backbone and energy head.
+- ``blocks``: one Equiformer block (attention and update, pre-norm residuals);
+- ``backbone``: the fairchem hydra backbones (plain and EST).
+
+Shared with the other backbones: the feed-forward block and gated activation
+(:mod:`est_fairchem.nn.irreps_feed_forward`), radius graphs, radial bases and the energy head
+(:mod:`est_fairchem.models.common`).
 
 Features are e3nn flat irreps tensors ``[N, irreps.dim]``. Equiformer's OC20 and QM9 models are
 SE(3)-equivariant ("1e" denotes a vector whose parity is ignored), and so are these.

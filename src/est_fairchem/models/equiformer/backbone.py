@@ -17,22 +17,19 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface
 from torch import nn
 
-from est_fairchem.models.equiformer.blocks import (
-    FeedForwardUpdate,
-    TransBlock,
-    init_equiformer_weights,
-)
-from est_fairchem.models.equiformer.embedding import EdgeDegreeEmbedding, ScalarEmbedding
-from est_fairchem.models.equiformer.est_irreps_update import EquiformerESTUpdate
-from est_fairchem.models.equiformer.feed_forward import FeedForward
-from est_fairchem.models.equiformer.graph import graph_edges
+from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
+from est_fairchem.models.common.graph import graph_edges
+from est_fairchem.models.common.init import init_equiformer_weights
+from est_fairchem.models.common.input_checks import check_finite_structures
+from est_fairchem.models.common.radial import BesselRadialBasis, GaussianRadialBasis
+from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
+from est_fairchem.models.equiformer.blocks import FeedForwardUpdate, TransBlock
+from est_fairchem.models.equiformer.embedding import IrrepsEdgeDegreeEmbedding, ScalarEmbedding
+from est_fairchem.models.equiformer.est_update import EquiformerESTUpdate
 from est_fairchem.models.equiformer.graph_attention import GraphAttention
 from est_fairchem.models.equiformer.irreps_norm import EquivariantLayerNorm
-from est_fairchem.models.equiformer.radial import BesselRadialBasis, GaussianRadialBasis
-from est_fairchem.models.est_config import ESTConfig, ESTConfigError
-from est_fairchem.models.est_preset import log_est_options, preset_name, resolve_preset
-from est_fairchem.models.input_checks import check_finite_structures
-from est_fairchem.models.trained_options import StoredESTOptions, function_options
+from est_fairchem.nn.irreps_feed_forward import FeedForward
 
 NUM_OC20_TAGS = 3  # 0 sub-surface, 1 surface, 2 adsorbate
 OC20_IS2RE_AVG_DEGREE = 23.395238876342773  # Equiformer's IS2RE statistic (5 A cutoff)
@@ -131,7 +128,7 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
                                                     element_affine=radial_element_affine)
         else:
             self.radial_basis = BesselRadialBasis(number_of_basis, max_radius)
-        self.edge_degree_embedding = EdgeDegreeEmbedding(
+        self.edge_degree_embedding = IrrepsEdgeDegreeEmbedding(
             self.irreps_node, self.irreps_sh, number_of_basis, fc_neurons, avg_degree
         )
         self.blocks = nn.ModuleList()
@@ -157,7 +154,7 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
 
     def forward(self, data) -> dict[str, torch.Tensor]:
         """fairchem batch -> ``{"node_embedding": [N, irreps_feature.dim]}``; non-finite
-        positions or cells are refused (:mod:`est_fairchem.models.input_checks`)."""
+        positions or cells are refused (:mod:`est_fairchem.models.common.input_checks`)."""
         check_finite_structures(data, check_cell=self.use_pbc)
         edge_index, edge_vec = self.edges(data)
         edge_src, edge_dst = edge_index[0], edge_index[1]
@@ -178,8 +175,8 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
 @registry.register_model("est_equiformer_est_backbone")
 class EquiformerESTBackbone(StoredESTOptions, EquiformerBackbone):
     """Equiformer whose update blocks are EST (spec §7): every Equiformer option plus ``est``
-    (see :class:`est_fairchem.models.est_config.ESTConfig`; checkpoints keep them:
-    :mod:`est_fairchem.models.trained_options`); the steerable experts are Equiformer
+    (see :class:`est_fairchem.models.common.est_config.ESTConfig`; checkpoints keep them:
+    :mod:`est_fairchem.models.common.trained_options`); the steerable experts are Equiformer
     feed-forward networks with ``irreps_mlp_mid``, so ``steerable_hidden_channels`` does not
     apply."""
 

@@ -64,11 +64,3 @@ class FeedForwardUpdate(nn.Module):
         return self.ffn(u)
 
 
-def init_equiformer_weights(module: nn.Module) -> None:
-    """Equiformer's initialisation of torch layers (``model.apply``): zero biases of linear
-    layers, unit LayerNorms."""
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)

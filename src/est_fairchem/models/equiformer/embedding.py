@@ -8,9 +8,9 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from est_fairchem.models.equiformer.graph_attention import scatter_sum
-from est_fairchem.models.equiformer.radial import RadialMLP
+from est_fairchem.models.common.radial import RadialMLP
 from est_fairchem.models.equiformer.tensor_products import DepthwiseTensorProduct
+from est_fairchem.nn.scatter import scatter_sum
 
 
 def num_scalars(irreps: o3.Irreps) -> int:
@@ -35,7 +35,7 @@ class ScalarEmbedding(nn.Module):
         return nn.functional.pad(scalars, (0, self.dim - scalars.shape[1]))
 
 
-class EdgeDegreeEmbedding(nn.Module):
+class IrrepsEdgeDegreeEmbedding(nn.Module):
     """Sum over incoming edges of a learned constant coupled to ``Y(r_ij)`` by radial weights.
 
     ``e_i = W sum_j DTP(c, Y(r_ij); w(|r_ij|)) / sqrt(avg_degree)``: gives every node degree

@@ -10,14 +10,10 @@ from fairchem.core.models.equiformer_v2.activation import SmoothLeakyReLU
 from torch import nn
 from torch_geometric.utils import softmax as segment_softmax
 
-from est_fairchem.models.equiformer.radial import RadialMLP
-from est_fairchem.models.equiformer.tensor_products import DepthwiseTensorProduct, gated_activation
-
-
-def scatter_sum(src: torch.Tensor, index: torch.Tensor, num: int) -> torch.Tensor:
-    """Sum rows of ``src`` [E, ...] into ``num`` rows by ``index`` [E]."""
-    out = src.new_zeros((num, *src.shape[1:]))
-    return out.index_add_(0, index, src)
+from est_fairchem.models.common.radial import RadialMLP
+from est_fairchem.models.equiformer.tensor_products import DepthwiseTensorProduct
+from est_fairchem.nn.irreps_feed_forward import gated_activation
+from est_fairchem.nn.scatter import scatter_sum
 
 
 def heads_irreps(irreps_head: o3.Irreps, num_heads: int) -> o3.Irreps:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from e3nn import o3
-from e3nn.nn import Gate
 from torch import nn
 
 
@@ -54,18 +53,3 @@ class DepthwiseTensorProduct(nn.Module):
         return self.tp(x, sh, weight)
 
 
-def gated_activation(irreps_out: o3.Irreps | str) -> tuple[nn.Module, o3.Irreps, o3.Irreps]:
-    """Equiformer's activation producing ``irreps_out``: SiLU on scalars, sigmoid gates on the
-    others (one extra scalar per gated irrep).
-
-    Returns ``(module, irreps_in, irreps_act)``: the module maps ``[.., irreps_in.dim]`` to
-    ``[.., irreps_act.dim]``, where ``irreps_act`` is ``irreps_out`` with its scalars first.
-    """
-    irreps_out = o3.Irreps(irreps_out).simplify()
-    scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_out if ir.l == 0 and ir.p == 1])
-    gated = o3.Irreps([(mul, ir) for mul, ir in irreps_out if not (ir.l == 0 and ir.p == 1)])
-    if gated.num_irreps == 0:
-        return nn.SiLU(), scalars, scalars
-    gates = o3.Irreps(f"{gated.num_irreps}x0e")
-    gate = Gate(scalars, [nn.SiLU()], gates, [torch.sigmoid], gated)
-    return gate, gate.irreps_in, gate.irreps_out

@@ -3,7 +3,7 @@
 Configs name it by its dotted path ``est_fairchem.models.ESTBackbone``. Node features are
 uniform steerable tensors ``[N, (L+1)^2, C]`` (EquiformerV2's layout; QM9: L = 2, C = 128):
 
-    x  = Emb(Z_i) in the l=0 row + EdgeDegreeEmbedding           initial features
+    x  = Emb(Z_i) in the l=0 row + UniformEdgeDegreeEmbedding           initial features
     per layer:
       x <- x + DropPath(Message(LN_1(x)))                        EST message block (cross-attn)
       x <- x + DropPath(Update(LN_2(x)))                         EST update block (self-attn MoHE)
@@ -13,10 +13,10 @@ The head reads only the invariant channels, so the last layer's update returns t
 row only (``scalar_output``: the grid's own degree-0 output, steerable experts to ``C x 0e``)
 and the final norm is a LayerNorm of those channels: every parameter reaches the output.
 
-LN_1, LN_2 are :class:`~est_fairchem.models.pure_est.layers.EquivariantRMSNorm`; the update
+LN_1, LN_2 are :class:`~est_fairchem.nn.uniform_layers.EquivariantRMSNorm`; the update
 block is :class:`~est_fairchem.nn.est_update.ESTUpdate` whose steerable experts are Equiformer
 feed-forward blocks on the uniform layout. The output holds the invariant (l=0) channels, so
-:class:`~est_fairchem.models.equiformer.heads.EquiformerScalarHead` serves as the head
+:class:`~est_fairchem.models.common.heads.EquiformerScalarHead` serves as the head
 (``irreps_feature`` = ``C x 0e``).
 """
 
@@ -32,20 +32,20 @@ from fairchem.core.models.equiformer_v2.drop import GraphDropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from est_fairchem.models.equiformer.blocks import init_equiformer_weights
-from est_fairchem.models.equiformer.graph import graph_edges
-from est_fairchem.models.equiformer.radial import (
+from est_fairchem.models.common.graph import graph_edges
+from est_fairchem.models.common.init import init_equiformer_weights
+from est_fairchem.models.common.radial import (
     BesselRadialBasis, GaussianRadialBasis, polynomial_envelope,
 )
-from est_fairchem.models.est_config import ESTConfig, ESTConfigError
-from est_fairchem.models.est_preset import log_est_options, preset_name, resolve_preset
-from est_fairchem.models.input_checks import check_finite_structures
+from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
+from est_fairchem.models.common.input_checks import check_finite_structures
+from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
 from est_fairchem.models.pure_est.config import MessageConfig
-from est_fairchem.models.pure_est.embedding import EdgeDegreeEmbedding, edge_harmonics
-from est_fairchem.models.pure_est.layers import EquivariantRMSNorm, UniformFeedForward
+from est_fairchem.models.pure_est.embedding import UniformEdgeDegreeEmbedding, edge_harmonics
 from est_fairchem.models.pure_est.message import ESTMessageBlock
-from est_fairchem.models.trained_options import StoredESTOptions, function_options
 from est_fairchem.nn.est_update import ESTUpdate
+from est_fairchem.nn.uniform_layers import EquivariantRMSNorm, UniformFeedForward
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
 
@@ -91,7 +91,7 @@ class ESTLayer(nn.Module):
 @registry.register_model("est_pure_backbone")
 class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
     """The pure EST message-passing model (see the module docstring); checkpoints keep its
-    ``est`` options (:mod:`est_fairchem.models.trained_options`).
+    ``est`` options (:mod:`est_fairchem.models.common.trained_options`).
 
     Args:
         lmax: L of the node features; channels: C per degree.
@@ -108,7 +108,7 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
         avg_degree: average incoming edges (message and edge-degree normalisation).
         alpha_drop: dropout on the cross-attention weights; drop_path_rate: stochastic depth.
         est: options of the spherical grid and the update block
-            (:class:`~est_fairchem.models.est_config.ESTConfig`; ``fourier_channels`` and
+            (:class:`~est_fairchem.models.common.est_config.ESTConfig`; ``fourier_channels`` and
             ``steerable_hidden_channels`` do not apply: the grid carries C channels and the
             steerable experts take ``irreps_mlp_mid``).
         message: options of the message block
@@ -196,7 +196,7 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
                                                     element_affine=radial_element_affine)
         else:
             self.radial_basis = BesselRadialBasis(number_of_basis, max_radius)
-        self.edge_degree_embedding = EdgeDegreeEmbedding(
+        self.edge_degree_embedding = UniformEdgeDegreeEmbedding(
             lmax, channels, number_of_basis, fc_neurons, max_num_elements, avg_degree
         )
         points = sphere_points(config.sampling, config.num_points,
@@ -238,7 +238,7 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
 
     def forward(self, data) -> dict[str, torch.Tensor]:
         """fairchem batch -> ``{"node_embedding": [N, C]}`` (invariant channels); non-finite
-        positions or cells are refused (:mod:`est_fairchem.models.input_checks`)."""
+        positions or cells are refused (:mod:`est_fairchem.models.common.input_checks`)."""
         check_finite_structures(data, check_cell=self.use_pbc)
         edge_index, edge_vec = self.edges(data)
         edge_src, edge_dst = edge_index[0], edge_index[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from est_fairchem.models.est_config import ESTConfigError, check_known_options, options_mapping
+from est_fairchem.models.common.est_config import ESTConfigError, check_known_options, options_mapping
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from est_fairchem.models.equiformer.graph_attention import scatter_sum
-from est_fairchem.models.equiformer.radial import RadialMLP
-from est_fairchem.models.pure_est.layers import degree_of_rows
+from est_fairchem.models.common.radial import RadialMLP
+from est_fairchem.nn.scatter import scatter_sum
+from est_fairchem.nn.uniform_layers import degree_of_rows
 
 
 def edge_harmonics(lmax: int, edge_vec: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ class RadialHarmonics(nn.Module):
         return phi[:, self.rows] * edge_sh[:, :, None]
 
 
-class EdgeDegreeEmbedding(nn.Module):
+class UniformEdgeDegreeEmbedding(nn.Module):
     """``e_i = sum_j phi(|r_ij|, Z_i, Z_j) * Y(r_ij_hat) / sqrt(avg_degree)`` [N, (L+1)^2, C]:
     gives every degree of the initial features content from the neighbourhood's geometry
     (EquiformerV2's edge-degree embedding, in the uniform layout). The radial MLP reads the

@@ -41,15 +41,16 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from est_fairchem.models.equiformer.graph_attention import scatter_sum
-from est_fairchem.models.equiformer.radial import RadialMLP
+from est_fairchem.models.common.radial import RadialMLP
 from est_fairchem.models.pure_est.config import MessageConfig
-from est_fairchem.models.pure_est.cross_attention import SphericalCrossAttention
 from est_fairchem.models.pure_est.embedding import RadialHarmonics
-from est_fairchem.models.pure_est.layers import DegreeLinear, UniformFeedForward
 from est_fairchem.nn.experts import ExpertGate, SphericalExperts
-from est_fairchem.nn.grid_rotation import random_system_rotations, rotate_rows
-from est_fairchem.sphere.transform import SphericalTransform, full_precision_dtype
+from est_fairchem.nn.scatter import scatter_sum
+from est_fairchem.nn.spherical_cross_attention import SphericalCrossAttention
+from est_fairchem.nn.uniform_layers import DegreeLinear, UniformFeedForward
+from est_fairchem.sphere.precision import full_precision_dtype
+from est_fairchem.sphere.rotation import random_system_rotations, rotate_rows
+from est_fairchem.sphere.transform import SphericalTransform
 
 
 class ESTMessageBlock(nn.Module):

@@ -3,7 +3,7 @@
 A typo or an out-of-range value fails when the model is built, with a message naming the key
 and what was expected (fairchem's flat YAML kwargs otherwise swallow such mistakes). The
 block's ``preset`` key is resolved into plain options before this validation
-(:mod:`est_fairchem.models.est_preset`).
+(:mod:`est_fairchem.models.common.est_preset`).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class ESTConfig:
         allow_option_change: load a checkpoint trained with other options than these (any
             but ``recompute_update`` and ``random_grid_rotation``, which leave predictions
             unchanged) with a warning; without it such a checkpoint is refused, listing each
-            differing option (``est_fairchem.models.trained_options``).
+            differing option (``est_fairchem.models.common.trained_options``).
     """
 
     num_points: int = 64

@@ -24,9 +24,10 @@ from typing import Any
 from fairchem.core.common.registry import registry
 from fairchem.core.models.base import HydraModel
 
-from est_fairchem.models.eqv2_checkpoint import prediction_weights, read_checkpoint
-from est_fairchem.models.warm_start import WarmStartError
-from est_fairchem.models.warm_start import warm_start as apply_warm_start
+from est_fairchem.checkpoints import read_checkpoint
+from est_fairchem.models.equiformer_v2.checkpoint import prediction_weights
+from est_fairchem.models.equiformer_v2.warm_start import WarmStartError
+from est_fairchem.models.equiformer_v2.warm_start import warm_start as apply_warm_start
 
 _OPTIONS = {"checkpoint", "symmetry_breaking", "seed"}
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from est_fairchem.nn.spherical_attention import attend_on_sphere, memoized_attention_bias
-from est_fairchem.sphere.transform import full_precision_dtype
+from est_fairchem.sphere.precision import full_precision_dtype
 
 
 class SphericalCrossAttention(nn.Module):

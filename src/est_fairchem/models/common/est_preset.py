@@ -7,7 +7,7 @@ paper's grid (Fibonacci points with repulsion, one global grid turned by a rando
 system in training) and, per backbone, the expert mix of this package's paper-size configs.
 Keys written beside the preset override it. The preset is resolved before
 :meth:`ESTConfig.from_mapping` validates the block, so the options a checkpoint stores
-(:mod:`est_fairchem.models.trained_options`) are the resolved ones, never the preset's name.
+(:mod:`est_fairchem.models.common.trained_options`) are the resolved ones, never the preset's name.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from est_fairchem.models.est_config import ESTConfig, ESTConfigError, options_mapping
-from est_fairchem.models.trained_options import spelled
+from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError, options_mapping
+from est_fairchem.models.common.trained_options import spelled
 
 PRESETS = ("default", "paper")
 BACKBONES = ("equiformer_v2", "equiformer", "pure_est")

@@ -12,7 +12,7 @@ is refused with an :class:`~est_fairchem.errors.InputError` listing each differi
 unless ``est.allow_option_change: true`` (then a warning). Checkpoints written before the
 options were stored load without the check.
 
-Compared: every :class:`~est_fairchem.models.est_config.ESTConfig` field except those that
+Compared: every :class:`~est_fairchem.models.common.est_config.ESTConfig` field except those that
 leave eval-mode predictions unchanged (:data:`UNCOMPARED`), and the pure EST's ``message:``
 options, with null widths resolved to the values the backbone uses and ``repulsion_steps``
 only for Fibonacci points.
@@ -25,7 +25,7 @@ from dataclasses import fields
 from typing import Any, Mapping
 
 from est_fairchem.errors import InputError
-from est_fairchem.models.est_config import ESTConfig
+from est_fairchem.models.common.est_config import ESTConfig
 
 UNCOMPARED = ("recompute_update", "random_grid_rotation", "allow_option_change")
 """Options that change cost or training only: recomputation in backward, training-time grid

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from est_fairchem.checkpoints import read_checkpoint, strip_module_prefix
+
 
 @dataclass(frozen=True)
 class TrainingState:
@@ -37,9 +39,7 @@ class TrainingState:
 def load_training_state(path: Path) -> TrainingState:
     """Read ``path``; a clear error if it is not a fairchem checkpoint with training state."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(path)
     missing = [k for k in ("step", "epoch", "state_dict", "optimizer") if k not in checkpoint]
     if missing:
         raise ValueError(f"{path} holds no training state (missing {missing}); fairchem writes it "
@@ -63,8 +63,8 @@ def model_weights(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The floating-point model tensors, without DDP's ``module.`` prefix (torch extra state,
     such as an EST backbone's stored options, is left out)."""
     return {
-        name.removeprefix("module."): tensor
-        for name, tensor in checkpoint["state_dict"].items()
+        name: tensor
+        for name, tensor in strip_module_prefix(checkpoint["state_dict"]).items()
         if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
     }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from est_fairchem.models.input_checks import check_graph_has_edges
+from est_fairchem.models.common.input_checks import check_graph_has_edges
 
 
 def molecular_radius_graph(

@@ -12,12 +12,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from est_fairchem.models.equiformer.est_irreps_update import (
-    coefficients_to_irreps,
-    irreps_to_coefficients,
-    uniform_irreps,
-)
-from est_fairchem.models.equiformer.feed_forward import FeedForward
+from est_fairchem.nn.irreps_feed_forward import FeedForward
+from est_fairchem.nn.irreps_layout import coefficients_to_irreps, irreps_to_coefficients, uniform_irreps
 
 
 def degree_of_rows(lmax: int) -> torch.Tensor:

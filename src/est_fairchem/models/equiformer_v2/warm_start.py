@@ -31,6 +31,7 @@ import re
 import torch
 from torch import nn
 
+from est_fairchem.checkpoints import strip_module_prefix
 from est_fairchem.errors import InputError
 
 _EXPERT = re.compile(
@@ -47,16 +48,6 @@ _TABLE = re.compile(
 
 class WarmStartError(InputError):
     """The EquiformerV2 weights do not fit the EST model (the message lists the tensors)."""
-
-
-def strip_module_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Remove the ``module.`` prefixes DataParallel / DDP add to every key."""
-    out = {}
-    for key, value in state.items():
-        while key.startswith("module."):
-            key = key[len("module."):]
-        out[key] = value
-    return out
 
 
 def is_hydra_layout(state: dict[str, torch.Tensor]) -> bool:

@@ -9,7 +9,7 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import HeadInterface
 from torch import nn
 
-from est_fairchem.models.equiformer.graph_attention import scatter_sum
+from est_fairchem.nn.scatter import scatter_sum
 
 OC20_AVG_NUM_NODES = 77.81317  # Equiformer's IS2RE statistic
 

@@ -31,11 +31,11 @@ from fairchem.core.models.equiformer_v2.transformer_block import TransBlockV2
 from fairchem.core.models.equiformer_v2.weight_initialization import eqv2_init_weights
 from torch import nn
 
-from est_fairchem.models.eqv2_experts import EqV2SteerableExpert, can_batch, mix_eqv2_experts
-from est_fairchem.models.est_config import ESTConfig, ESTConfigError
-from est_fairchem.models.est_preset import log_est_options, preset_name, resolve_preset
-from est_fairchem.models.input_checks import check_finite_structures, check_graph_has_edges
-from est_fairchem.models.trained_options import StoredESTOptions, function_options
+from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
+from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
+from est_fairchem.models.common.input_checks import check_finite_structures, check_graph_has_edges
+from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
+from est_fairchem.models.equiformer_v2.experts import EqV2SteerableExpert, can_batch, mix_eqv2_experts
 from est_fairchem.nn.est_update import ESTUpdate
 
 
@@ -86,8 +86,8 @@ class EquiformerV2ESTBackbone(StoredESTOptions, EquiformerV2Backbone):
     """fairchem's EquiformerV2 backbone whose update blocks are EST (hydra backbone).
 
     Takes every ``EquiformerV2Backbone`` option plus ``est``, the EST options
-    (see :class:`est_fairchem.models.est_config.ESTConfig`; checkpoints keep them:
-    :mod:`est_fairchem.models.trained_options`). Output as EquiformerV2:
+    (see :class:`est_fairchem.models.common.est_config.ESTConfig`; checkpoints keep them:
+    :mod:`est_fairchem.models.common.trained_options`). Output as EquiformerV2:
     ``{"node_embedding": SO3_Embedding [N, (L+1)^2, C], "graph": GraphData}``.
     """
 

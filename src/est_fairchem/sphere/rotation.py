@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import torch
 
-from est_fairchem.nn.local_frame import WignerFromRotation
+from est_fairchem.sphere.wigner import WignerFromRotation
 
 
 def block_wigner_d(lmax: int, rotations: torch.Tensor) -> torch.Tensor:
@@ -114,7 +114,7 @@ def random_system_rotations(
 def rotate_rows(rotation: torch.Tensor, x: torch.Tensor, inverse: bool = False) -> torch.Tensor:
     """``D x`` (or ``D^T x`` with ``inverse``) per row of [R, (L+1)^2, C], in full precision
     (float32 at least, autocast off); ``rotation`` [R, (L+1)^2, (L+1)^2]."""
-    from est_fairchem.sphere.transform import full_precision, full_precision_dtype
+    from est_fairchem.sphere.precision import full_precision, full_precision_dtype
 
     dtype = full_precision_dtype(x)
     with full_precision(x.device):
