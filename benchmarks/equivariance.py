@@ -24,14 +24,16 @@ import argparse
 import math
 import platform
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from est_fairchem.models.common.est_config import ESTConfig
 from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.sphere.points import lebedev_point_counts
 from est_fairchem.sphere.transform import min_sphere_points
-from est_fairchem.testing import relative_error, rotate_steerable
+from est_fairchem.testing.equivariance import steerable_rotation_error
 from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 SAMPLINGS = (("fibonacci", 0), ("fibonacci", 500), ("lebedev", 0), ("latlong", 0))
@@ -64,8 +66,9 @@ def point_counts(sampling: str, lmax: int, factors: list[float]) -> list[int]:
 def est_stack(lmax: int, channels: int, points: int, sampling: str, repulsion: int,
               layers: int, seed: int) -> list[ESTUpdate]:
     torch.manual_seed(seed)
-    return [ESTUpdate(lmax, channels, [], 1, 2 * channels, points, sampling, repulsion,
-                      random_grid_rotation=False).double().eval() for _ in range(layers)]
+    config = ESTConfig(num_points=points, sampling=sampling, repulsion_steps=repulsion,
+                       num_spherical_experts=1, random_grid_rotation=False, grid_frame="global")
+    return [config.update_block(lmax, channels, []).double().eval() for _ in range(layers)]
 
 
 def run_stack(blocks: list[ESTUpdate], x: torch.Tensor, depth: int) -> torch.Tensor:
@@ -86,13 +89,10 @@ def equivariance_errors(
     op_error, errors = 0.0, [0.0] * len(blocks)
     for _ in range(rotations):
         rotation = o3.rand_matrix(dtype=torch.float64)
-        x_rotated = rotate_steerable(x, rotation, lmax)
-        op_error += relative_error(
-            blocks[0](x_rotated), rotate_steerable(blocks[0](x), rotation, lmax)) / rotations
+        op_error += steerable_rotation_error(blocks[0], x, rotation, lmax) / rotations
         for depth in range(1, len(blocks) + 1):
-            rotated_out = run_stack(blocks, x_rotated, depth)
-            expected = rotate_steerable(run_stack(blocks, x, depth), rotation, lmax)
-            errors[depth - 1] += relative_error(rotated_out, expected) / rotations
+            stack = partial(run_stack, blocks, depth=depth)
+            errors[depth - 1] += steerable_rotation_error(stack, x, rotation, lmax) / rotations
     return op_error, errors
 
 
@@ -110,7 +110,7 @@ def timings(block: ESTUpdate, lmax: int, nodes: int, channels: int, repeats: int
             samples.append(time.perf_counter() - start)
         return min(samples) * 1e3
 
-    transform = block.transform
+    transform = block.spherical.transform
     return {
         "transform_ms": best(lambda: transform.from_grid(transform.to_grid(x))),
         "block_ms": best(lambda: block(x)),

@@ -307,7 +307,7 @@ class RotationCheck:
     def errors(self, parameters: dict[str, torch.Tensor]) -> dict[str, float]:
         """Relative (and absolute: eV, eV/A) energy and force errors, max and mean over
         structures x rotations, of the model with ``parameters`` (float32 or float64)."""
-        from est_fairchem.testing.equivariance import relative_error
+        from est_fairchem.testing.equivariance import output_changes
         from est_fairchem.testing.structures import rotated
 
         if set(parameters) != self.names:
@@ -321,12 +321,13 @@ class RotationCheck:
                 systems = [atoms] + [rotated(atoms, r.numpy()) for r in self.rotations]
                 energy, forces = self._predict(systems)
                 forces = forces.view(len(systems), len(atoms), 3)
+                reference = {"energy": energy[0], "force": forces[0]}
                 for i, rotation in enumerate(self.rotations, start=1):
-                    expected = forces[0] @ rotation.T
-                    errors["energy"].append(relative_error(energy[i], energy[0]))
-                    errors["force"].append(relative_error(forces[i], expected))
-                    errors["energy_abs"].append(float((energy[i] - energy[0]).abs()))
-                    errors["force_abs"].append(float((forces[i] - expected).abs().max()))
+                    turned = {"energy": energy[i], "force": forces[i]}
+                    changes = output_changes(reference, turned, rotation, vectors=("force",))
+                    for name, (relative, absolute) in changes.items():
+                        errors[name].append(relative)
+                        errors[f"{name}_abs"].append(absolute)
         summary = {}
         for key, values in errors.items():
             summary[f"{key}_max"] = max(values)

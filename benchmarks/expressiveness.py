@@ -57,7 +57,7 @@ from est_fairchem.models.pure_est.backbone import ESTLayer
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import edge_harmonics
 from est_fairchem.models.pure_est.message import ESTMessageBlock
-from est_fairchem.nn.est_update import ESTUpdate
+from est_fairchem.models.common.est_config import ESTConfig
 from est_fairchem.nn.scatter import scatter_sum
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
@@ -193,12 +193,13 @@ class ESTStar(nn.Module):
             lmax, channels, NUM_BASIS, [channels], "1x0e", transform,
             MessageConfig(num_steerable_experts=0, num_spherical_experts=1),
             random_grid_rotation=False)
-        update = ESTUpdate(lmax, channels, [], 1, 4 * channels, num_points, "fibonacci", 500,
-                           random_grid_rotation=False)
+        update = ESTConfig(num_points=num_points, num_spherical_experts=1,
+                           spherical_hidden_channels=4 * channels, random_grid_rotation=False,
+                           grid_frame="global").update_block(lmax, channels, [])
         self.layer = ESTLayer(lmax, channels, message, update)
         self.apply(init_equiformer_weights)
         self._grid: torch.Tensor | None = None
-        update.spherical_experts.register_forward_hook(self._keep_grid)
+        update.spherical.spherical_experts.register_forward_hook(self._keep_grid)
         size = num_points if readout == "grid" else (lmax + 1) ** 2
         self.classifier = nn.Linear(size * channels, 2)
 

@@ -156,9 +156,8 @@ def block_parts(est_model: torch.nn.Module, plain_model: torch.nn.Module, inputs
 
     from est_fairchem.models.equiformer_v2.experts import mix_eqv2_experts
 
-
-    def spherical(module):
-        return lambda x: module.spherical_branch(x, fixed_gates[:, n_st:], batch)
+    def spherical(branch):
+        return lambda x: branch(x, fixed_gates[:, n_st:], batch)
 
     parts = {
         "message block (SO(2) attention, both models)": message,
@@ -177,21 +176,23 @@ def block_parts(est_model: torch.nn.Module, plain_model: torch.nn.Module, inputs
 
 
 def _with_frame(update, grid_frame: str):
-    """``update`` itself, or a shallow copy (same weights) sampling with ``grid_frame``."""
+    """``update``'s spherical branch itself, or a shallow copy (same weights) sampling with
+    ``grid_frame``."""
     import copy
 
     from est_fairchem.nn.local_frame import LocalFrame
     from est_fairchem.sphere.wigner import WignerFromRotation
 
-    if update.grid_frame == grid_frame:
-        return update
-    other = copy.copy(update)
-    other._modules = dict(update._modules)
+    branch = update.spherical
+    if branch.grid_frame == grid_frame:
+        return branch
+    other = copy.copy(branch)
+    other._modules = dict(branch._modules)
     other.grid_frame = grid_frame
     if grid_frame == "local":
-        device = next(update.parameters()).device
-        other.frame = LocalFrame(update.channels).to(device)
-        other.wigner = WignerFromRotation(update.lmax).to(device)
+        device = next(branch.parameters()).device
+        other.frame = LocalFrame(branch.channels).to(device)
+        other.wigner = WignerFromRotation(branch.lmax).to(device)
     return other
 
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from est_fairchem.nn import ESTUpdate, ExpertGate
+from est_fairchem.models.common.est_config import ESTConfig
+from est_fairchem.nn import ExpertGate
 from est_fairchem.nn.spherical_attention import SphericalAttention
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
@@ -89,7 +90,8 @@ def test_est_update_under_autocast_stays_close_to_float32(training):
     out, finite values and gradients, within bfloat16 rounding of the float32 result
     (measured: 3e-3 relative)."""
     torch.manual_seed(0)
-    update = ESTUpdate(4, 16, [_ChannelMix(16)], 2, 32, 90).train(training)
+    config = ESTConfig(num_points=90, num_steerable_experts=1, grid_frame="global")
+    update = config.update_block(4, 16, [_ChannelMix(16)]).train(training)
     x = torch.randn(6, 25, 16, requires_grad=True)
     batch = torch.tensor([0, 0, 0, 1, 1, 1])
     torch.manual_seed(1)

@@ -29,7 +29,7 @@ def test_batched_mixture_equals_the_experts_one_by_one(float64):
     """Outputs and gradients of the batched mixture against one call per expert."""
     update = _update().train()
     torch.manual_seed(3)
-    x = torch.randn(7, 25, update.channels, requires_grad=True)
+    x = torch.randn(7, 25, update.spherical.channels, requires_grad=True)
     gates = torch.softmax(torch.randn(7, 3), dim=-1)
     reference = _one_by_one(update, x, gates)
     batched = update.mix_steerable(x, gates)
@@ -55,16 +55,16 @@ def test_other_feed_forward_variants_fall_back_to_one_call_per_expert(float64):
     update = _update(use_grid_mlp=False)
     assert not can_batch(list(update.steerable_experts))
     assert update.steerable_mixture is None
-    x = torch.randn(4, 25, update.channels)
+    x = torch.randn(4, 25, update.spherical.channels)
     gates = torch.softmax(torch.randn(4, 4), dim=-1)
     out = update.mix_steerable(x, gates[:, :3])
     assert torch.allclose(out, _one_by_one(update, x, gates[:, :3]))
 
 
-def _saved_bytes(update, x, gates) -> int:
+def _saved_bytes(update, x) -> int:
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.nbytes) or t, lambda t: t):
-        update(x, torch.zeros(x.shape[0], dtype=torch.long), gates)
+        update(x, torch.zeros(x.shape[0], dtype=torch.long))
     return sum(saved)
 
 
@@ -72,14 +72,13 @@ def test_recompute_keeps_far_less_for_backward_and_gives_the_same_gradients(floa
     """``est.recompute_update``: the same random grid rotation is redrawn in backward, so the
     gradients equal those of the stored forward."""
     update = _update().train()
-    x = torch.randn(16, 25, update.channels, requires_grad=True)
-    gates = torch.softmax(torch.randn(16, 4), dim=-1)
+    x = torch.randn(16, 25, update.spherical.channels, requires_grad=True)
     batch = torch.zeros(16, dtype=torch.long)
     torch.manual_seed(11)
-    stored_grad = torch.autograd.grad(update(x, batch, gates).square().sum(), x)[0]
-    stored = _saved_bytes(update, x, gates)
+    stored_grad = torch.autograd.grad(update(x, batch).square().sum(), x)[0]
+    stored = _saved_bytes(update, x)
     update.recompute = True
     torch.manual_seed(11)
-    recomputed_grad = torch.autograd.grad(update(x, batch, gates).square().sum(), x)[0]
+    recomputed_grad = torch.autograd.grad(update(x, batch).square().sum(), x)[0]
     assert torch.allclose(recomputed_grad, stored_grad, rtol=1e-10, atol=1e-12)
-    assert _saved_bytes(update, x, gates) < stored / 5
+    assert _saved_bytes(update, x) < stored / 5

@@ -9,22 +9,23 @@ from e3nn import o3
 from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
 from est_fairchem.nn import ESTUpdate, ExpertGate, SphericalExperts
 from est_fairchem.testing import relative_error, rotate_steerable
+from est_fairchem.testing.equivariance import steerable_rotation_error
 
 
 def _spherical_update(num_points: int, sampling: str, lmax: int = 4, channels: int = 16):
     torch.manual_seed(0)
     repulsion = 500 if sampling == "fibonacci" else 0
-    return ESTUpdate(lmax, channels, [], 2, 2 * channels, num_points, sampling, repulsion)
+    config = ESTConfig(num_points=num_points, sampling=sampling, repulsion_steps=repulsion,
+                       grid_frame="global")
+    return config.update_block(lmax, channels, [])
 
 
 def _equivariance_error(update: ESTUpdate, lmax: int = 4, rotations: int = 4) -> float:
     torch.manual_seed(1)
-    x = torch.randn(6, (lmax + 1) ** 2, update.channels)
+    x = torch.randn(6, (lmax + 1) ** 2, update.spherical.channels)
     errors = []
     for _ in range(rotations):
-        rotation = o3.rand_matrix()
-        rotated_out = update(rotate_steerable(x, rotation, lmax))
-        errors.append(relative_error(rotated_out, rotate_steerable(update(x), rotation, lmax)))
+        errors.append(steerable_rotation_error(update, x, o3.rand_matrix(), lmax))
     return sum(errors) / len(errors)
 
 

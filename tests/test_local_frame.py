@@ -11,7 +11,7 @@ from est_fairchem.nn import ESTUpdate
 from est_fairchem.nn.local_frame import LocalFrame
 from est_fairchem.sphere.rotation import block_wigner_d
 from est_fairchem.sphere.wigner import WignerFromRotation
-from est_fairchem.testing import relative_error
+from est_fairchem.testing.equivariance import steerable_rotation_error
 from tests.test_backbone import SMALL_EST, _model, _rotation_errors
 
 LMAX = 4
@@ -26,7 +26,9 @@ def _rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
 def _update(num_points: int, sampling: str, grid_frame: str) -> ESTUpdate:
     torch.manual_seed(0)
     repulsion = 500 if sampling == "fibonacci" else 0
-    return ESTUpdate(LMAX, 16, [], 2, 32, num_points, sampling, repulsion, grid_frame=grid_frame)
+    config = ESTConfig(num_points=num_points, sampling=sampling, repulsion_steps=repulsion,
+                       spherical_hidden_channels=32, grid_frame=grid_frame)
+    return config.update_block(LMAX, 16, [])
 
 
 def _update_error(update: ESTUpdate, seed: int | None = None) -> float:
@@ -35,16 +37,9 @@ def _update_error(update: ESTUpdate, seed: int | None = None) -> float:
     torch.manual_seed(1)
     x = torch.randn(6, (LMAX + 1) ** 2, 16)
     batch = torch.tensor([0, 0, 0, 1, 1, 1])
-    errors = []
-    for _ in range(3):
-        rotation = o3.rand_matrix(dtype=torch.float64)
-        if seed is not None:
-            torch.manual_seed(seed)
-        rotated_out = update(_rotate(x, rotation), batch)
-        if seed is not None:
-            torch.manual_seed(seed)
-        errors.append(relative_error(rotated_out, _rotate(update(x, batch), rotation)))
-    return max(errors)
+    return max(steerable_rotation_error(lambda features: update(features, batch), x,
+                                        o3.rand_matrix(dtype=torch.float64), LMAX, seed)
+               for _ in range(3))
 
 
 @pytest.mark.parametrize("lmax", [0, 1, 2, 4, 6])
@@ -109,12 +104,12 @@ def test_band_nodes_blend_the_frame_and_the_fixed_grid(float64):
     x = _symmetric_features(1)
     torch.manual_seed(5)
     x[:, 1:4] += 8e-5 * torch.randn(1, 3, 16) * torch.linalg.vector_norm(x)
-    frames, weight = local.frame(x)
+    frames, weight = local.spherical.frame(x)
     assert 0.0 < float(weight) < 1.0
     gates = local.gate(x[:, 0])
-    y_frame = local._on_grid(x, gates, local.wigner(frames))
-    y_fixed = fixed._on_grid(x, gates, None)
-    expected = torch.cat([local.scalar_branch(x[:, 0]).unsqueeze(1),
+    y_frame = local.spherical.on_grid(x, gates, local.spherical.wigner(frames))
+    y_fixed = fixed.spherical.on_grid(x, gates, None)
+    expected = torch.cat([local.spherical.scalar_branch(x[:, 0]).unsqueeze(1),
                           weight * y_frame + (1 - weight) * y_fixed], dim=1)
     assert torch.allclose(local(x), expected, atol=1e-12)
 
@@ -158,7 +153,7 @@ def test_symmetric_node_gets_a_finite_output_and_gradient(float64):
     x = torch.randn(3, (LMAX + 1) ** 2, 16)
     x[0, 1:4] = 0.0  # no degree-1 features: no frame of its own
     x[1, 1:4] = torch.randn(3, 1) * torch.ones(1, 16)  # all degree-1 channels parallel
-    assert update.frame(x)[1].tolist() == [0.0, 0.0, 1.0]
+    assert update.spherical.frame(x)[1].tolist() == [0.0, 0.0, 1.0]
     x.requires_grad_(True)
     out = update(x)
     out.square().sum().backward()
@@ -177,7 +172,7 @@ def test_local_frame_whole_model_beats_the_global_grid(float64):
         model = _model({**SMALL_EST, "grid_frame": grid_frame})
         with torch.no_grad():
             for block in model.backbone.blocks:
-                block.update.spherical_experts.down.weight.mul_(30.0)
+                block.update.spherical.spherical_experts.down.weight.mul_(30.0)
         return model
 
     plain = _rotation_errors(_model(None), rotations=2)
@@ -201,7 +196,7 @@ def test_local_frame_runs_in_float32_under_autocast():
     x = torch.randn(4, (LMAX + 1) ** 2, 16)
     x[0, 1:4] = 0.0  # and a node on the fixed grid
     dtypes = []
-    update.wigner.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    update.spherical.wigner.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = update(x)
     assert dtypes == [torch.float32]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from est_fairchem.nn import ESTUpdate
+from est_fairchem.models.common.est_config import ESTConfig
 from est_fairchem.sphere.wigner import WignerFromRotation
 from est_fairchem.sphere.constants import memoized
 from est_fairchem.sphere.points import sphere_points
@@ -61,14 +61,14 @@ def test_training_after_inference_mode_still_backpropagates(grid_frame):
     """Constants first computed under ``torch.inference_mode`` (fairchem's prediction) are
     not kept: an inference tensor saved for backward would fail the next training step."""
     torch.manual_seed(0)
-    update = ESTUpdate(LMAX, 16, [], 2, 32, 64, grid_frame=grid_frame)
+    update = ESTConfig(spherical_hidden_channels=32, grid_frame=grid_frame).update_block(LMAX, 16, [])
     x = torch.randn(6, (LMAX + 1) ** 2, 16)
     batch = torch.tensor([0, 0, 0, 1, 1, 1])
     update.eval()
     with torch.inference_mode():
         expected = update(x, batch)
     update.train()
-    update.random_grid_rotation = False
+    update.spherical.random_grid_rotation = False
     x.requires_grad_(True)
     out = update(x, batch)
     out.square().sum().backward()

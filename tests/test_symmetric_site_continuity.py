@@ -157,7 +157,7 @@ def test_frame_weight_is_zero_at_symmetric_sites_and_one_elsewhere(float64):
         return hook
 
     for index, block in enumerate(model.backbone.blocks):
-        block.update.frame.register_forward_hook(record(index))
+        block.update.spherical.frame.register_forward_hook(record(index))
     slab = co_on_top()
     _predict(model, slab)
     carbon, oxygen = len(slab) - 2, len(slab) - 1

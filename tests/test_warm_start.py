@@ -71,8 +71,8 @@ def test_experts_differ_and_the_spherical_branch_learns(batch):
     weights = [e.ffn.so3_linear_2.weight for e in update.steerable_experts]
     assert not torch.equal(weights[0], weights[1])
     est.train()(batch)["energy"]["energy"].sum().backward()
-    for param in (update.spherical_experts.down.weight, update.scalar_branch[1].weight,
-                  update.gate.net[3].weight):
+    for param in (update.spherical.spherical_experts.down.weight,
+                  update.spherical.scalar_branch.linear.weight, update.gate.output.weight):
         assert param.grad is not None and float(param.grad.abs().max()) > 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from est_fairchem.nn.renamed_keys import accept_old_keys
 from est_fairchem.sphere.precision import full_precision, full_precision_dtype
 
 
@@ -23,17 +24,15 @@ class ExpertGate(nn.Module):
 
     def __init__(self, channels: int, num_experts: int):
         super().__init__()
-        self.net = nn.Sequential(
-            nn.LayerNorm(channels),
-            nn.Linear(channels, channels),
-            nn.SiLU(),
-            nn.Linear(channels, num_experts),
-            nn.SiLU(),
-        )
+        self.norm = nn.LayerNorm(channels)
+        self.hidden = nn.Linear(channels, channels)
+        self.output = nn.Linear(channels, num_experts)
+        self.act = nn.SiLU()
+        accept_old_keys(self, {"net.0.": "norm.", "net.1.": "hidden.", "net.3.": "output."})
 
     def forward(self, scalars: torch.Tensor) -> torch.Tensor:
         """[N, C] invariant features -> [N, num_experts] weights summing to 1."""
-        logits = self.net(scalars)
+        logits = self.act(self.output(self.act(self.hidden(self.norm(scalars)))))
         dtype = full_precision_dtype(logits)
         with full_precision(logits.device):
             return torch.softmax(logits.to(dtype), dim=-1)

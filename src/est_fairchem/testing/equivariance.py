@@ -37,6 +37,20 @@ def rotate_steerable(x: torch.Tensor, rotation: torch.Tensor, lmax: int) -> torc
     return torch.einsum("kj,njc->nkc", wigner, x)
 
 
+def steerable_rotation_error(function, x: torch.Tensor, rotation: torch.Tensor, lmax: int,
+                             seed: int | None = None) -> float:
+    """``relative_error(function(D x), D function(x))`` for steerable features
+    ``[N, (L+1)^2, C] -> [N, (L+1)^2, C]``; with ``seed``, torch's RNG is seeded before each
+    call, so both draw the same random grid rotation (training mode). The feature-level
+    rotation check of the tests and ``benchmarks/equivariance.py``."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    turned = function(rotate_steerable(x, rotation, lmax))
+    if seed is not None:
+        torch.manual_seed(seed)
+    return relative_error(turned, rotate_steerable(function(x), rotation, lmax))
+
+
 def random_rotation(generator: torch.Generator | None = None) -> torch.Tensor:
     """A Haar-random rotation [3, 3] (float64): from ``generator``, or from torch's global RNG
     (e3nn's ``rand_matrix``) when None."""
@@ -62,12 +76,23 @@ def rotation_changes(predict, atoms, vectors: tuple[str, ...] = (), rotations: i
     for _ in range(rotations):
         rotation = random_rotation(generator)
         turned = predict(rotated(atoms, rotation.numpy()))
-        for name in reference:
-            expected = reference[name]
-            if name in vectors:
-                expected = expected @ rotation.to(expected.dtype).T
-            changes[name].append((relative_error(turned[name], expected),
-                                  float((turned[name] - expected).abs().max())))
+        for name, change in output_changes(reference, turned, rotation, vectors).items():
+            changes[name].append(change)
+    return changes
+
+
+def output_changes(reference: dict[str, torch.Tensor], turned: dict[str, torch.Tensor],
+                   rotation: torch.Tensor, vectors: tuple[str, ...] = ()
+                   ) -> dict[str, tuple[float, float]]:
+    """(relative, largest absolute) change of each output of the structure turned by
+    ``rotation`` [3, 3] against the ``reference`` outputs: invariants compared as they are,
+    outputs named in ``vectors`` ([N, 3]) with the reference rotated."""
+    changes = {}
+    for name, expected in reference.items():
+        if name in vectors:
+            expected = expected @ rotation.to(expected.dtype).T
+        changes[name] = (relative_error(turned[name], expected),
+                         float((turned[name] - expected).abs().max()))
     return changes
 
 

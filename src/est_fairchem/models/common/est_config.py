@@ -8,13 +8,18 @@ block's ``preset`` key is resolved into plain options before this validation
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+import torch
+from torch import nn
+
+from est_fairchem.nn.est_update import ESTUpdate
+from est_fairchem.nn.experts import ExpertGate
+from est_fairchem.nn.spherical_branch import GRID_FRAMES, SphericalBranch
 from est_fairchem.sphere.points import SAMPLINGS
 from est_fairchem.sphere.transform import min_sphere_points
-
-GRID_FRAMES = ("global", "local")
 
 
 class ESTConfigError(ValueError):
@@ -153,21 +158,37 @@ class ESTConfig:
         if self.num_steerable_experts + self.num_spherical_experts < 1:
             fail("num_steerable_experts", "at least one expert in total (steerable + spherical)")
 
-    def spherical_options(self, channels: int) -> dict[str, Any]:
-        """Keyword arguments of :class:`est_fairchem.nn.est_update.ESTUpdate` for the spherical
-        branch on ``channels`` grid channels (hidden width default 2 x channels)."""
-        return {
-            "num_spherical_experts": self.num_spherical_experts,
-            "spherical_hidden_channels": self.spherical_hidden_channels or 2 * channels,
-            "num_points": self.num_points,
-            "sampling": self.sampling,
-            "repulsion_steps": self.repulsion_steps,
-            "num_heads": self.num_heads,
-            "orientation_embedding": self.orientation_embedding,
-            "random_grid_rotation": self.random_grid_rotation,
-            "grid_frame": self.grid_frame,
-            "recompute": self.recompute_update,
-        }
+    def spherical_branch(
+        self, lmax: int, channels: int, invariant_scalars: bool = True,
+        scalar_output: bool = False,
+    ) -> SphericalBranch | None:
+        """The spherical branch on ``channels`` grid channels (hidden width default
+        2 x channels); None without spherical experts. ``invariant_scalars`` and
+        ``scalar_output``: see :class:`~est_fairchem.nn.spherical_branch.SphericalBranch`."""
+        if self.num_spherical_experts == 0:
+            return None
+        return SphericalBranch(
+            lmax, channels, self.num_spherical_experts,
+            self.spherical_hidden_channels or 2 * channels, self.num_points, self.sampling,
+            self.repulsion_steps, self.num_heads, self.orientation_embedding,
+            self.random_grid_rotation, self.grid_frame, invariant_scalars, scalar_output,
+        )
+
+    def update_block(
+        self, lmax: int, channels: int, steerable_experts: list[nn.Module],
+        steerable_mixture: Callable[..., torch.Tensor] | None = None,
+        scalar_output: bool = False,
+    ) -> ESTUpdate:
+        """The EST update on ``[N, (L+1)^2, channels]`` features: a gate, the backbone's
+        ``steerable_experts`` (``num_steerable_experts`` of them, built by the backbone) and
+        the spherical branch; ``steerable_mixture``: their batched form, if any."""
+        if len(steerable_experts) != self.num_steerable_experts:
+            raise ValueError(f"{len(steerable_experts)} steerable experts given; the config "
+                             f"has num_steerable_experts={self.num_steerable_experts}")
+        gate = ExpertGate(channels, self.num_steerable_experts + self.num_spherical_experts)
+        spherical = self.spherical_branch(lmax, channels, scalar_output=scalar_output)
+        return ESTUpdate(gate, steerable_experts, spherical, steerable_mixture,
+                         self.recompute_update)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,7 +36,6 @@ from torch import nn
 
 from est_fairchem.models.common.est_config import ESTConfig
 from est_fairchem.models.equiformer.embedding import num_scalars
-from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.nn.experts import ExpertGate
 from est_fairchem.nn.irreps_feed_forward import FeedForward
 from est_fairchem.nn.irreps_layout import coefficients_to_irreps, irreps_to_coefficients, uniform_irreps
@@ -74,14 +73,8 @@ class EquiformerESTUpdate(nn.Module):
         if self.num_spherical > 0:
             uniform = uniform_irreps(self.lmax, self.channels)
             self.to_uniform = o3.Linear(irreps_in, uniform, biases=True)
-            self.spherical = ESTUpdate(
-                lmax=self.lmax,
-                channels=self.channels,
-                steerable_experts=[],
-                **config.spherical_options(self.channels),
-                own_gate=False,
-                invariant_scalars=irreps_out.lmax > 0,
-            )
+            self.spherical = config.spherical_branch(self.lmax, self.channels,
+                                                     invariant_scalars=irreps_out.lmax > 0)
             self.from_uniform = o3.Linear(uniform, irreps_out, biases=True)
 
     def forward(self, u: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
@@ -101,6 +94,6 @@ class EquiformerESTUpdate(nn.Module):
         if self.num_spherical > 0:
             v = irreps_to_coefficients(self.to_uniform(u), self.lmax, self.channels)
             spherical_gates = gates.narrow(1, self.num_steerable, self.num_spherical)
-            y = self.spherical.spherical_branch(v, spherical_gates, batch)
+            y = self.spherical(v, spherical_gates, batch)
             out = out + self.from_uniform(coefficients_to_irreps(y, self.lmax))
         return out

@@ -132,12 +132,7 @@ class EquiformerV2ESTBackbone(StoredESTOptions, EquiformerV2Backbone):
         cfg = self.est_config
         experts = [EqV2SteerableExpert(self, self.steerable_hidden_channels)
                    for _ in range(cfg.num_steerable_experts)]
-        update = ESTUpdate(
-            lmax=self.lmax_list[0],
-            channels=self.sphere_channels,
-            steerable_experts=experts,
-            **cfg.spherical_options(self.sphere_channels),
-            steerable_mixture=mix_eqv2_experts if can_batch(experts) else None,
-        )
+        update = cfg.update_block(self.lmax_list[0], self.sphere_channels, experts,
+                                  mix_eqv2_experts if can_batch(experts) else None)
         update.apply(partial(eqv2_init_weights, weight_init=self.weight_init))
         return update

@@ -8,9 +8,11 @@ Mapping (EST key <- EquiformerV2 key), everything else copied under the same nam
 EST-only parameters keep their initialisation except three, set so that the EST update equals
 the feed-forward block it replaces:
 
-* the gate's last linear layer is zero, so the gate is uniform: ``g_k = 1 / (n_st + n_sp)``;
-* the spherical experts' output layer and the invariant (l=0) branch's linear layer are zero,
-  so the spherical branch outputs zero (and still receives gradients);
+* the gate's output layer (``gate.output``) is zero, so the gate is uniform:
+  ``g_k = 1 / (n_st + n_sp)``;
+* the spherical experts' output layer (``spherical.spherical_experts.down`` and its bias) and
+  the invariant (l=0) branch's linear layer (``spherical.scalar_branch.linear``) are zero, so
+  the spherical branch outputs zero (and still receives gradients);
 * each steerable expert's output layer (``so3_linear_2``, linear in its weights) is scaled by
   ``(n_st + n_sp) / n_st``, so the gated sum of the n_st identical experts is the FFN.
 
@@ -130,14 +132,13 @@ def start_as_feed_forward(model: nn.Module, symmetry_breaking: float, generator:
     updates = [m for m in model.modules() if isinstance(m, ESTUpdate)]
     for update in updates:
         num_experts = update.num_steerable + update.num_spherical
-        last = update.gate.net[3]
-        last.weight.zero_()
-        last.bias.zero_()
-        if update.num_spherical > 0:
-            update.spherical_experts.down.weight.zero_()
-            update.spherical_experts.down_bias.zero_()
-            update.scalar_branch[1].weight.zero_()
-            update.scalar_branch[1].bias.zero_()
+        update.gate.output.weight.zero_()
+        update.gate.output.bias.zero_()
+        if update.spherical is not None:
+            update.spherical.spherical_experts.down.weight.zero_()
+            update.spherical.spherical_experts.down_bias.zero_()
+            update.spherical.scalar_branch.linear.weight.zero_()
+            update.spherical.scalar_branch.linear.bias.zero_()
         _scale_and_perturb_outputs(
             [expert.ffn.so3_linear_2 for expert in update.steerable_experts],
             num_experts / update.num_steerable, symmetry_breaking, generator,

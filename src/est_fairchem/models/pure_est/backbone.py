@@ -210,23 +210,9 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
                 self.message_config, config.num_heads, config.orientation_embedding,
                 config.random_grid_rotation, avg_degree, alpha_drop,
             )
-            update = ESTUpdate(
-                lmax=lmax,
-                channels=channels,
-                steerable_experts=[UniformFeedForward(lmax, channels, mid, scalar_output=last)
-                                   for _ in range(config.num_steerable_experts)],
-                num_spherical_experts=config.num_spherical_experts,
-                spherical_hidden_channels=config.spherical_hidden_channels or 2 * channels,
-                num_points=config.num_points,
-                sampling=config.sampling,
-                repulsion_steps=config.repulsion_steps,
-                num_heads=config.num_heads,
-                orientation_embedding=config.orientation_embedding,
-                random_grid_rotation=config.random_grid_rotation,
-                grid_frame=config.grid_frame,
-                recompute=config.recompute_update,
-                scalar_output=last,
-            )
+            experts = [UniformFeedForward(lmax, channels, mid, scalar_output=last)
+                       for _ in range(config.num_steerable_experts)]
+            update = config.update_block(lmax, channels, experts, scalar_output=last)
             self.layers.append(ESTLayer(lmax, channels, message_block, update, drop_path_rate))
         self.norm = nn.LayerNorm(channels, eps=1e-5)  # of the invariant channels
         self.apply(init_equiformer_weights)
