@@ -2,8 +2,10 @@
 #   make demo   - create .venv, install everything, run the EST-EquiformerV2 demo on made data
 #   make test   - create .venv if needed and run the whole test suite (what CI runs)
 #   make test-fast - the same without the end-to-end runs of the real fairchem command (-m 'not e2e')
-# On a GPU cluster, take PyG's prebuilt torch-scatter/torch-sparse wheels instead of building:
-#   make install PYG_WHEELS=https://data.pyg.org/whl/torch-2.4.0+cu121.html
+# With internet, take PyG's prebuilt torch-scatter/torch-sparse wheels instead of compiling them
+# (about 28 of the 33 minutes of a fresh install here):
+#   make install PYG_WHEELS=auto      - the index for the installed torch and its CUDA build
+#   make install PYG_WHEELS=<url>     - a given index, e.g. https://data.pyg.org/whl/torch-2.4.0+cu121.html
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,6 +25,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install "torch~=2.4.0" "numpy>=1.26,<2" ninja
 ifeq ($(strip $(PYG_WHEELS)),)
 	$(BIN)/python -m pip install --no-build-isolation torch-scatter torch-sparse
+else ifeq ($(strip $(PYG_WHEELS)),auto)
+	index=$$($(BIN)/python scripts/pyg_wheel_index.py) && echo "PyG wheels: $$index" && \
+	$(BIN)/python -m pip install --only-binary torch-scatter,torch-sparse torch-scatter torch-sparse -f "$$index"
 else
 	$(BIN)/python -m pip install torch-scatter torch-sparse -f $(PYG_WHEELS)
 endif
