@@ -126,7 +126,7 @@ energy, forces = float(atoms.get_potential_energy()), atoms.get_forces().tolist(
 start = atoms.positions.copy()
 BFGS(atoms, logfile=None).run(fmax=0.05, steps=25)
 print(json.dumps({{"imported": imported, "energy": energy, "forces": forces,
-    "relaxed_energy": float(atoms.get_potential_energy()),
+    "relaxed_forces": atoms.get_forces().tolist(),
     "moved": (atoms.positions - start).tolist()}}))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -145,8 +145,13 @@ print(json.dumps({{"imported": imported, "energy": energy, "forces": forces,
     assert abs(calc["energy"] - float(pred["energy"][0])) < 2e-4
     np.testing.assert_allclose(np.array(calc["forces"])[free], pred["forces"], atol=2e-4)
 
+    # the demo model's forces are direct (not the energy's gradient), so the energy need not
+    # fall along the relaxation (it rose by 6e-4 eV with one thread): the forces do
+    def fmax(forces):
+        return np.linalg.norm(np.array(forces)[free], axis=1).max()
+
     moved = np.linalg.norm(np.array(calc["moved"]), axis=1)
-    assert calc["relaxed_energy"] < calc["energy"]
+    assert fmax(calc["relaxed_forces"]) < fmax(calc["forces"])
     assert moved[~free].max() == 0 and moved[free].max() > 1e-3  # FixAtoms kept
 
 
