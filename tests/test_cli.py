@@ -10,7 +10,7 @@ import pytest
 from tests.model_utils import est_fairchem_cli
 
 SUBCOMMANDS = {
-    "make-demo-data": ["--task", "--out", "--seed", "--systems", "--overwrite", "qm9"],
+    "make-demo-data": ["--task", "--out", "--seed", "--systems", "--overwrite", "qm9", "bulk"],
     "prepare-qm9": ["--raw", "--out", "--exclude", "--seed", "--subtract-atomrefs",
                     "--overwrite", "110,000"],
     "count-params": ["configs"],
@@ -31,6 +31,24 @@ def test_subcommand_help(name, options):
     out = subprocess.run([*est_fairchem_cli(), name, "--help"], capture_output=True, text=True, check=True).stdout
     for option in options:
         assert option in out
+
+
+def test_make_demo_data_bulk_writes_ase_databases_with_stress(tmp_path):
+    from ase.db import connect
+
+    out = tmp_path / "bulk"
+    result = subprocess.run([*est_fairchem_cli(), "make-demo-data", "--task", "bulk", "--out",
+                             str(out), "--systems", "8"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    counts = {}
+    for split in ("train", "val", "test"):
+        assert str(out / f"{split}.db") in result.stdout
+        with connect(out / f"{split}.db") as db:
+            rows = list(db.select())
+        counts[split] = len(rows)
+        assert all(row.get("stress") is not None and row.get("forces") is not None
+                   for row in rows)
+    assert counts == {"train": 8, "val": 2, "test": 2}
 
 
 def test_missing_config_names_the_file(tmp_path):

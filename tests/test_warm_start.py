@@ -89,6 +89,23 @@ def test_mismatched_sizes_list_the_tensors(float64):
     assert "(3, 32, 16)" in str(err.value)
 
 
+def test_heads_the_est_model_lacks_are_left_out(batch, caplog):
+    """An OMat24 / MPtrj checkpoint's stress head when the new data have no stress: left out
+    and logged; energies and forces still predict as the checkpoint's."""
+    eqv2 = _trained_like_eqv2()
+    state = dict(eqv2.state_dict())
+    state["output_heads.stress.block.scalar_MLP.0.weight"] = torch.zeros(16, 16)
+    est = build(_config(EST), seed=2).double().eval()
+    with caplog.at_level("INFO"):
+        warm_start(est, state)
+    assert "heads ['stress'] are not in the EST model" in caplog.text
+    expected, got = _outputs(eqv2.eval(), batch), _outputs(est, batch)
+    assert _relative(expected["energy"], got["energy"]) < 1e-12
+    state["backbone.blocks.0.extra.weight"] = torch.zeros(1)  # the backbone must still fit
+    with pytest.raises(WarmStartError, match="backbone.blocks.0.extra.weight"):
+        warm_start(build(_config(EST), seed=2).double(), state)
+
+
 def test_pre_hydra_checkpoint_layout(batch):
     """fairchem's published OC20 checkpoints are the deprecated single-module equiformer_v2."""
     from est_fairchem.tools.model_from_config import build_model

@@ -19,12 +19,14 @@ from est_fairchem.errors import InputError
 
 def _make_demo_data(args: argparse.Namespace) -> int:
     if args.systems is None:
-        args.systems = {"s2ef": 48, "qm9": 200}.get(args.task, 64)
+        args.systems = {"s2ef": 48, "bulk": 48, "qm9": 200}.get(args.task, 64)
     if args.systems < 1 or args.frames < 1:
         print("est-fairchem: --systems and --frames must be >= 1", file=sys.stderr)
         return 2
     if args.task == "qm9":
         return _make_qm9_demo(args)
+    if args.task == "bulk":
+        return _make_bulk_demo(args)
     if args.task == "s2ef":
         from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
 
@@ -40,6 +42,18 @@ def _make_demo_data(args: argparse.Namespace) -> int:
         unit = "systems"
     for split, count in metadata["samples"].items():
         print(f"{split:<14} {count:>5} {unit:<7} {args.out / split / 'data.lmdb'}")
+    print(f"metadata       {args.out / 'metadata.json'}")
+    return 0
+
+
+def _make_bulk_demo(args: argparse.Namespace) -> int:
+    from est_fairchem.data.demo_bulk import BulkSizes, make_bulk_demo
+
+    held_out = max(2, args.systems // 4)
+    metadata = make_bulk_demo(args.out, seed=args.seed, overwrite=args.overwrite,
+                              sizes=BulkSizes(train=args.systems, val=held_out, test=held_out))
+    for split, count in metadata["rows"].items():
+        print(f"{split:<6} {count:>5} rows   {args.out / f'{split}.db'}")
     print(f"metadata       {args.out / 'metadata.json'}")
     return 0
 
@@ -203,15 +217,17 @@ def build_parser() -> argparse.ArgumentParser:
         "OC20) = initial structures with their EMT-relaxed positions and energies. "
         "qm9 = a folder in the original QM9 release's layout (dsgdb9nsd_*.xyz files and "
         "uncharacterized.txt) of perturbed ASE G2 molecules (H, C, N, O) with EMT energies and "
-        "stand-in properties, for `est-fairchem prepare-qm9`.",
+        "stand-in properties, for `est-fairchem prepare-qm9`. bulk = ASE databases "
+        "(train.db, val.db, test.db, fairchem's ase_db format) of strained, rattled fcc metals "
+        "with EMT energies, forces and stress.",
     )
-    data.add_argument("--task", choices=["s2ef", "is2re", "is2rs", "qm9"], default="s2ef",
-                      help="dataset kind (default s2ef)")
+    data.add_argument("--task", choices=["s2ef", "is2re", "is2rs", "qm9", "bulk"],
+                      default="s2ef", help="dataset kind (default s2ef)")
     data.add_argument("--out", type=Path, required=True, help="output folder")
     data.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     data.add_argument("--systems", type=int, default=None,
-                      help="training systems (default 48 for s2ef, 64 for is2re/is2rs); "
-                      "for qm9 the number of molecules (default 200)")
+                      help="training systems (default 48 for s2ef and bulk, 64 for "
+                      "is2re/is2rs); for qm9 the number of molecules (default 200)")
     data.add_argument("--frames", type=int, default=4, help="s2ef frames per system (default 4)")
     data.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     data.set_defaults(func=_make_demo_data)

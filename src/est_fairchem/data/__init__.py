@@ -1,13 +1,15 @@
-"""Datasets of this package. ``est_fairchem.data.CheckedLmdbDataset`` (fairchem's
-``LmdbDataset`` with a pre-flight check, for ``dataset.train.format`` in configs) imports
-fairchem, so it is loaded on first access (PEP 562)."""
+"""Datasets of this package. ``est_fairchem.data.CheckedLmdbDataset`` and
+``CheckedAseDBDataset`` (fairchem's ``LmdbDataset`` and ``AseDBDataset`` with pre-flight
+checks, for ``dataset.train.format`` in configs) import fairchem, so they are loaded on first
+access (PEP 562)."""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-_LAZY = {"CheckedLmdbDataset": "est_fairchem.data.checked_lmdb"}
+_LAZY = {"CheckedLmdbDataset": "est_fairchem.data.checked_lmdb",
+         "CheckedAseDBDataset": "est_fairchem.data.checked_ase_db"}
 
 __all__ = list(_LAZY)
 

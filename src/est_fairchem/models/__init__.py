@@ -20,6 +20,7 @@ _LAZY = {
     "EquiformerBackbone": "est_fairchem.models.equiformer.backbone",
     "EquiformerESTBackbone": "est_fairchem.models.equiformer.backbone",
     "EquiformerScalarHead": "est_fairchem.models.common.heads",
+    "EquivariantRank2Head": "est_fairchem.models.common.stress_head",
     "ESTBackbone": "est_fairchem.models.pure_est.backbone",
 }
 

@@ -63,12 +63,13 @@ def random_rotation(generator: torch.Generator | None = None) -> torch.Tensor:
 
 
 def rotation_changes(predict, atoms, vectors: tuple[str, ...] = (), rotations: int = 3,
-                     generator: torch.Generator | None = None) -> dict[str, list[tuple[float, float]]]:
+                     generator: torch.Generator | None = None, tensors: tuple[str, ...] = ()
+                     ) -> dict[str, list[tuple[float, float]]]:
     """Per output of ``predict(atoms) -> {name: tensor}``, the (relative, largest absolute)
     change under each of ``rotations`` random rotations of the structure and its cell:
-    invariants compared as they are, outputs named in ``vectors`` ([N, 3]) with the reference
-    rotated. The one rotation check of the tests, ``est-fairchem check-equivariance`` and the
-    shared backbone suite."""
+    invariants compared as they are, outputs named in ``vectors`` ([N, 3]) or ``tensors``
+    ([B, 3, 3], e.g. stress) with the reference rotated. The one rotation check of the tests,
+    ``est-fairchem check-equivariance`` and the shared backbone suite."""
     from est_fairchem.testing.structures import rotated
 
     reference = predict(atoms)
@@ -76,30 +77,35 @@ def rotation_changes(predict, atoms, vectors: tuple[str, ...] = (), rotations: i
     for _ in range(rotations):
         rotation = random_rotation(generator)
         turned = predict(rotated(atoms, rotation.numpy()))
-        for name, change in output_changes(reference, turned, rotation, vectors).items():
+        for name, change in output_changes(reference, turned, rotation, vectors,
+                                           tensors).items():
             changes[name].append(change)
     return changes
 
 
 def output_changes(reference: dict[str, torch.Tensor], turned: dict[str, torch.Tensor],
-                   rotation: torch.Tensor, vectors: tuple[str, ...] = ()
-                   ) -> dict[str, tuple[float, float]]:
+                   rotation: torch.Tensor, vectors: tuple[str, ...] = (),
+                   tensors: tuple[str, ...] = ()) -> dict[str, tuple[float, float]]:
     """(relative, largest absolute) change of each output of the structure turned by
-    ``rotation`` [3, 3] against the ``reference`` outputs: invariants compared as they are,
-    outputs named in ``vectors`` ([N, 3]) with the reference rotated."""
+    ``rotation`` R [3, 3] against the ``reference`` outputs: invariants compared as they are,
+    outputs named in ``vectors`` ([N, 3]) with the reference rotated (v R^T), those in
+    ``tensors`` ([B, 3, 3]) as rank-2 tensors (R s R^T)."""
     changes = {}
     for name, expected in reference.items():
         if name in vectors:
             expected = expected @ rotation.to(expected.dtype).T
+        elif name in tensors:
+            turn = rotation.to(expected.dtype)
+            expected = turn @ expected @ turn.T
         changes[name] = (relative_error(turned[name], expected),
                          float((turned[name] - expected).abs().max()))
     return changes
 
 
 def rotation_errors(predict, atoms, vectors: tuple[str, ...] = (), rotations: int = 3,
-                    seed: int = 5) -> dict[str, float]:
+                    seed: int = 5, tensors: tuple[str, ...] = ()) -> dict[str, float]:
     """The largest relative change of each output under ``rotations`` seeded random rotations
     (:func:`rotation_changes`)."""
     generator = torch.Generator().manual_seed(seed)
-    changes = rotation_changes(predict, atoms, vectors, rotations, generator)
+    changes = rotation_changes(predict, atoms, vectors, rotations, generator, tensors)
     return {name: max(relative for relative, _ in values) for name, values in changes.items()}

@@ -21,13 +21,16 @@ gradient), so a zero-sum perturbation is added to the experts' output weights:
 ``W_j = c W + eps * std(W) * (Z_j - mean_k Z_k)``. The experts then differ, yet their mean, and
 so the model's prediction, is unchanged (to float rounding).
 
-Both fairchem checkpoint layouts are read: hydra (``backbone.*``, ``output_heads.<head>.*``)
+Heads of the checkpoint that the EST model does not have (an OMat24 / MPtrj stress head when
+the new data has no stress) are left out, and logged; a head of the EST model must find its
+weights. Both fairchem checkpoint layouts are read: hydra (``backbone.*``, ``output_heads.<head>.*``)
 and the deprecated single-module ``equiformer_v2`` of fairchem's published OC20 checkpoints
 (``blocks.*``, ``energy_block.*``, ``force_block.*``).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 import torch
@@ -105,6 +108,14 @@ def copy_eqv2_weights(model: nn.Module, eqv2_state: dict[str, torch.Tensor]) -> 
             continue
         loaded[key] = source[src]
     unused = sorted(set(source) - used)
+    heads = {key.split(".")[1] for key in target if key.startswith("output_heads.")}
+    left_out = sorted({key.split(".")[1] for key in unused if key.startswith("output_heads.")
+                       and key.split(".")[1] not in heads})
+    if left_out:  # e.g. an OMat24 stress head when fine-tuning on data without stress
+        logging.info(f"warm start: the checkpoint's heads {left_out} are not in the EST "
+                     "model and are left out")
+        unused = [key for key in unused if not (key.startswith("output_heads.")
+                                                and key.split(".")[1] in left_out)]
     tables = [key for key in unused if _TABLE.search(key)]
     problems += [
         f"  '{key}' {tuple(source[key].shape)}: no place in the EST model"

@@ -1,0 +1,102 @@
+"""ASE databases in fairchem's ase_db format: the made bulk databases with stress, and the
+checked dataset's errors naming the file, the row and the key."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from est_fairchem.data.demo_bulk import BulkSizes, make_bulk_demo
+from est_fairchem.errors import InputError
+
+LABELS = {"r_energy": True, "r_forces": True, "r_stress": True}
+
+
+@pytest.fixture(scope="module")
+def bulk(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bulk") / "bulk"
+    make_bulk_demo(out, seed=0, sizes=BulkSizes(train=6, val=2, test=2))
+    return out
+
+
+def _dataset(src, **config):
+    from est_fairchem.data.checked_ase_db import CheckedAseDBDataset
+
+    return CheckedAseDBDataset({"src": str(src), "a2g_args": LABELS, **config})
+
+
+def test_made_bulk_rows_carry_emt_energy_forces_and_stress(bulk):
+    from ase.calculators.emt import EMT
+    from ase.db import connect
+
+    with connect(bulk / "train.db") as db:
+        rows = list(db.select())
+    assert len(rows) == 6 and all(row.pbc.all() for row in rows)
+    atoms = rows[0].toatoms()
+    stored = atoms.get_stress()
+    atoms.calc = EMT()  # the labels are EMT's, recomputed
+    np.testing.assert_allclose(stored, atoms.get_stress(), atol=1e-10)
+    assert np.abs(stored).max() > 1e-4  # strained: a stress to learn
+
+
+def test_checked_dataset_reads_as_fairchems(bulk):
+    from fairchem.core.datasets import AseDBDataset
+
+    ours, theirs = _dataset(bulk / "train.db"), AseDBDataset({"src": str(bulk / "train.db"),
+                                                               "a2g_args": LABELS})
+    assert len(ours) == len(theirs) == 6
+    for key in ("pos", "cell", "forces", "stress"):
+        assert np.array_equal(getattr(ours[3], key), getattr(theirs[3], key))
+    assert ours[3].stress.shape == (3, 3) and ours[3].energy == theirs[3].energy
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(InputError, match=f"{tmp_path / 'none.db'}: no such file"):
+        _dataset(tmp_path / "none.db")
+
+
+def test_empty_selection_is_named(bulk):
+    with pytest.raises(InputError, match=r"train.db: no ASE database rows \(selection "
+                                         r"\{'selection': 'natoms>100'\}"):
+        _dataset(bulk / "train.db", select_args={"selection": "natoms>100"})
+
+
+def _db_with_row_without_forces(path, position: int):
+    """Three labelled rows; the one at ``position`` has only an energy."""
+    from ase.build import bulk as ase_bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.db import connect
+
+    with connect(path) as db:
+        for index in range(3):
+            atoms = ase_bulk("Cu", "fcc", a=3.6 + 0.01 * index)
+            labels = {"energy": -1.0 * index}
+            if index != position:
+                labels |= {"forces": np.zeros((1, 3)), "stress": np.zeros(6)}
+            atoms.calc = SinglePointCalculator(atoms, **labels)
+            db.write(atoms)
+    return path
+
+
+def test_first_row_without_forces_fails_before_training(tmp_path):
+    path = _db_with_row_without_forces(tmp_path / "first.db", 0)
+    with pytest.raises(InputError, match=r"first.db: row id 1 has no forces or stress "
+                                         r"\(a2g_args r_forces, r_stress asks"):
+        _dataset(path)
+
+
+def test_later_row_without_forces_is_named_when_read(tmp_path):
+    dataset = _dataset(_db_with_row_without_forces(tmp_path / "middle.db", 1))
+    dataset[0]
+    with pytest.raises(InputError, match=r"middle.db: row id 2 has no forces"):
+        dataset[1]
+    only_energy = _dataset(tmp_path / "middle.db", a2g_args={"r_energy": True})
+    assert float(only_energy[1].energy) == -1.0  # what is not asked for is not required
+
+
+def test_make_bulk_demo_keeps_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(InputError):
+        make_bulk_demo(tmp_path / "mine", sizes=BulkSizes(1, 1, 1), overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
