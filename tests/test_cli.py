@@ -10,7 +10,7 @@ import pytest
 from tests.model_utils import est_fairchem_cli
 
 SUBCOMMANDS = {
-    "make-demo-data": ["--task", "--out", "--seed", "--systems", "--overwrite", "qm9", "bulk"],
+    "make-demo-data": ["--task", "--out", "--seed", "--systems", "--overwrite", "qm9", "bulk", "oc22"],
     "prepare-qm9": ["--raw", "--out", "--exclude", "--seed", "--subtract-atomrefs",
                     "--overwrite", "110,000"],
     "count-params": ["configs"],

@@ -69,3 +69,9 @@ def test_qm9_configs_build_with_plausible_sizes():
     assert ga == pytest.approx(14.45, abs=0.02) and ga_heads == pytest.approx(0.26, abs=0.01)
     assert est_backbone + est_heads == pytest.approx(est, abs=0.011)
     assert ga_backbone + ga_heads == pytest.approx(ga, abs=0.011)
+
+
+def test_oc22_configs_are_fairchems_121M_and_est_beside_it():
+    """fairchem's OC22 EquiformerV2 is the 121M model (18 layers, lmax 6)."""
+    assert _count("configs/oc22/s2ef/eqv2_N@18_L@6_M@2_121M.yml") == 121.53
+    assert abs(_count("configs/oc22/s2ef/est_eqv2_N@18_L@6_M@2.yml") - 121.53) / 121.53 < 0.05

@@ -19,7 +19,7 @@ from est_fairchem.errors import InputError
 
 def _make_demo_data(args: argparse.Namespace) -> int:
     if args.systems is None:
-        args.systems = {"s2ef": 48, "bulk": 48, "qm9": 200}.get(args.task, 64)
+        args.systems = {"s2ef": 48, "oc22": 48, "bulk": 48, "qm9": 200}.get(args.task, 64)
     if args.systems < 1 or args.frames < 1:
         print("est-fairchem: --systems and --frames must be >= 1", file=sys.stderr)
         return 2
@@ -27,11 +27,12 @@ def _make_demo_data(args: argparse.Namespace) -> int:
         return _make_qm9_demo(args)
     if args.task == "bulk":
         return _make_bulk_demo(args)
-    if args.task == "s2ef":
-        from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
+    if args.task in ("s2ef", "oc22"):
+        from est_fairchem.data.demo_s2ef import DemoSizes, make_oc22_demo, make_s2ef_demo
 
         sizes = DemoSizes(train_systems=args.systems, frames_per_system=args.frames)
-        metadata = make_s2ef_demo(args.out, seed=args.seed, sizes=sizes, overwrite=args.overwrite)
+        make = make_s2ef_demo if args.task == "s2ef" else make_oc22_demo
+        metadata = make(args.out, seed=args.seed, sizes=sizes, overwrite=args.overwrite)
         unit = "frames"
     else:
         from est_fairchem.data.demo_relaxations import RelaxationSizes, make_relaxation_demo
@@ -219,14 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
         "uncharacterized.txt) of perturbed ASE G2 molecules (H, C, N, O) with EMT energies and "
         "stand-in properties, for `est-fairchem prepare-qm9`. bulk = ASE databases "
         "(train.db, val.db, test.db, fairchem's ase_db format) of strained, rattled fcc metals "
-        "with EMT energies, forces and stress.",
+        "with EMT energies, forces and stress. oc22 = the s2ef records in OC22's layout "
+        "(total energy as y, forces as force, oc22 = 1) for the oc22_lmdb configs.",
     )
-    data.add_argument("--task", choices=["s2ef", "is2re", "is2rs", "qm9", "bulk"],
+    data.add_argument("--task", choices=["s2ef", "is2re", "is2rs", "qm9", "bulk", "oc22"],
                       default="s2ef", help="dataset kind (default s2ef)")
     data.add_argument("--out", type=Path, required=True, help="output folder")
     data.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     data.add_argument("--systems", type=int, default=None,
-                      help="training systems (default 48 for s2ef and bulk, 64 for "
+                      help="training systems (default 48 for s2ef, oc22 and bulk, 64 for "
                       "is2re/is2rs); for qm9 the number of molecules (default 200)")
     data.add_argument("--frames", type=int, default=4, help="s2ef frames per system (default 4)")
     data.add_argument("--overwrite", action="store_true", help="replace an existing dataset")

@@ -168,3 +168,35 @@ def make_s2ef_demo(
     }
     return write_demo_splits(out, sizes.systems, system_frames, metadata, "EMT slabs",
                              overwrite, progress)
+
+
+def as_oc22_record(data):
+    """An S2EF sample with OC22's record names (fairchem's ``oc22_lmdb`` reads them): the
+    total energy as ``y``, forces as ``force``, and ``oc22 = 1``."""
+    data.y, data.force, data.oc22 = data.energy, data.forces, 1
+    del data.energy, data.forces
+    return data
+
+
+def make_oc22_demo(
+    out: Path, seed: int = 0, sizes: DemoSizes = DemoSizes(train_systems=16, frames_per_system=2),
+    overwrite: bool = False, progress: bool = True,
+) -> dict:
+    """The S2EF demo's systems in OC22's record layout (:func:`as_oc22_record`), for the
+    ``oc22_lmdb`` configs: ``out/<split>/data.lmdb`` and ``out/metadata.json``. EMT total
+    energies stand in for OC22's total DFT energies."""
+    from fairchem.core.preprocessing import AtomsToGraphs
+
+    a2g = AtomsToGraphs(r_energy=True, r_forces=True, r_fixed=True, r_edges=False, r_pbc=True)
+    rng = np.random.default_rng(seed)
+
+    def system_frames(metals, adsorbates, sid: int) -> list:
+        atoms = make_slab_with_adsorbate(metals[rng.integers(len(metals))],
+                                         adsorbates[rng.integers(len(adsorbates))], rng)
+        return [as_oc22_record(d) for d in _frames(atoms, sid, sizes.frames_per_system, rng, a2g)]
+
+    metadata = {"task": "oc22", "seed": seed, "train_systems": sizes.train_systems,
+                "frames_per_system": sizes.frames_per_system,
+                "labels": "ASE EMT total energy as y (eV) and forces as force (eV/A), oc22 = 1"}
+    return write_demo_splits(out, sizes.systems, system_frames, metadata, "EMT slabs (OC22)",
+                             overwrite, progress)
