@@ -100,3 +100,21 @@ def test_make_bulk_demo_keeps_a_folder_it_did_not_write(tmp_path):
     with pytest.raises(InputError):
         make_bulk_demo(tmp_path / "mine", sizes=BulkSizes(1, 1, 1), overwrite=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_atom_counts_for_fairchems_load_balancing(bulk):
+    """fairchem's BalancedBatchSampler (optim.load_balancing: atoms) reads natoms metadata,
+    which a plain ase_db dataset lacks (fairchem then refuses the option); the checked one
+    has it, equal to the structures', also through the Subset fairchem's trainer makes."""
+    from fairchem.core.common.data_parallel import BalancedBatchSampler
+    from fairchem.core.datasets.base_dataset import create_dataset
+
+    dataset = create_dataset({"format": "est_fairchem.data.CheckedAseDBDataset",
+                              "src": str(bulk / "train.db"), "a2g_args": LABELS}, "train")
+    sizes = [int(sample.natoms) for sample in dataset]
+    assert dataset.metadata_hasattr("natoms")
+    assert [int(dataset.get_metadata("natoms", i)) for i in range(len(dataset))] == sizes
+    assert {4, 8} <= set(sizes)
+    sampler = BalancedBatchSampler(dataset, batch_size=2, num_replicas=2, rank=0, seed=0,
+                                   mode="atoms", on_error="raise")
+    assert not sampler.disabled and sum(len(batch) for batch in sampler) == 3

@@ -154,3 +154,24 @@ def test_fine_tuned_model_relaxes_an_oxide(oxides):
     assert np.isfinite(atoms.get_potential_energy()) and np.isfinite(atoms.get_forces()).all()
     assert np.abs(atoms.positions - start).max() > 1e-5
     assert np.array_equal(atoms.cell.array, cell)
+
+
+@needs_oxides
+def test_fairchems_finetune_config_takes_an_est_backbone(bulk):
+    """`finetune_config.starting_checkpoint` with an EST checkpoint: the EST backbone and its
+    trained weights come from the checkpoint, new heads are trained on oxides.db, and
+    `load_balancing: atoms` is accepted (fairchem refuses it for plain ase_db)."""
+    import torch
+
+    sources = [f"--dataset.{split}.src={OXIDES}" for split in ("train", "val", "test")]
+    start = bulk["est"] / "checkpoint.pt"
+    tuned = fairchem_runs.train(
+        ASE_DB / "est_finetune_from_est_oxides.yml", bulk["run_dir"], "finetune-config",
+        [*sources, f"--model.finetune_config.starting_checkpoint={start}",
+         "--optim.max_epochs=1"])
+    log = (bulk["run_dir"] / "logs" / "finetune-config.log").read_text()
+    assert "Found and loaded fine-tuning checkpoint" in log
+    state = torch.load(tuned / "checkpoint.pt", map_location="cpu", weights_only=False)
+    keys = state["state_dict"]
+    assert any(".update.spherical.attention." in key for key in keys)  # the EST backbone
+    assert not any("output_heads.stress" in key for key in keys)  # the new heads only

@@ -16,13 +16,21 @@ first and last rows are read, so a database without the labels ``a2g_args`` asks
 at once. Any later row without them fails when it is read, naming the file, its row id and
 the missing key (fairchem otherwise stops inside ASE with "no calculator" or a property
 error). Valid data are read exactly as by ``AseDBDataset``.
+
+It also knows every row's number of atoms (read once from the databases' ``natoms`` column,
+without the structures), which fairchem's ``load_balancing: atoms`` needs: with plain
+``ase_db`` and no metadata file fairchem 1.10 refuses that option (``UnsupportedDatasetError``
+at the start of training).
 """
 
 from __future__ import annotations
 
 import bisect
 import glob
+from functools import cached_property
 from pathlib import Path
+
+import numpy as np
 
 from fairchem.core.datasets.ase_datasets import AseDBDataset
 
@@ -85,3 +93,19 @@ class CheckedAseDBDataset(AseDBDataset):
                 f"{path}: row id {row} has no {' or '.join(missing)} (a2g_args {flags} asks "
                 f"for it); it holds {sorted(results) or 'no labels'}")
         return atoms
+
+    @cached_property
+    def natoms(self) -> np.ndarray:
+        """[len(self)] atoms per structure, in dataset order."""
+        sizes: list[int] = []
+        for db, ids in zip(self.dbs, self.db_ids):
+            by_id = {row.id: row.natoms
+                     for row in db.select(**self.select_args, include_data=False)}
+            sizes += [by_id[row_id] for row_id in ids]
+        return np.asarray(sizes, dtype=int)
+
+    @cached_property
+    def _metadata(self) -> dict:
+        """fairchem's metadata (from files, if any) with ``natoms`` added: what its samplers
+        read, also through the ``Subset`` the trainer wraps datasets in."""
+        return {**super()._metadata, "natoms": self.natoms}
