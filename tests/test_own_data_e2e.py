@@ -175,3 +175,23 @@ def test_fairchems_finetune_config_takes_an_est_backbone(bulk):
     keys = state["state_dict"]
     assert any(".update.spherical.attention." in key for key in keys)  # the EST backbone
     assert not any("output_heads.stress" in key for key in keys)  # the new heads only
+
+
+def test_est_trains_on_a_folder_of_structure_files(bulk, tmp_path):
+    """fairchem's ase_read format: the bulk rows as extxyz files (energy, forces and stress
+    in the files), trained and validated with the stress config."""
+    from ase.db import connect
+    from ase.io import write
+
+    sources = []
+    for split in ("train", "val", "test"):
+        folder = tmp_path / split
+        folder.mkdir()
+        with connect(bulk["data"] / f"{split}.db") as db:
+            for row in db.select():
+                write(folder / f"{row.id}.extxyz", row.toatoms())
+        sources.append(f"--dataset.{split}.src={folder}")
+    checkpoint = fairchem_runs.train(ASE_DB / "est_eqv2_stress_ase_read.yml", bulk["run_dir"],
+                                     "ase-read", [*sources, "--optim.max_epochs=1"])
+    log = (bulk["run_dir"] / "logs" / "ase-read.log").read_text()
+    assert "stress_mae" in log and (checkpoint / "checkpoint.pt").exists()
