@@ -100,3 +100,34 @@ def test_stress_is_symmetric():
         stress = _predict(model, float(config["model"]["backbone"]["max_radius"]))(_bulk())["stress"]
     assert torch.allclose(stress, stress.transpose(1, 2), atol=1e-12)
     assert stress.abs().max() > 0
+
+
+def test_warm_start_from_an_omat24_layout_checkpoint_keeps_energy_and_forces():
+    """An EquiformerV2 hydra model with fairchem's OMat24 heads (energy, forces, rank-2
+    stress) warm-starts the EST stress config: energies and forces as the checkpoint's, the
+    stress head's weights copied (the equivariant head then computes its own stress from
+    them: fairchem's head is not equivariant)."""
+    from est_fairchem.models.equiformer_v2.warm_start import warm_start
+
+    with default_dtype(torch.float64):
+        plain = stress_model_config()
+        plain["model"]["backbone"]["model"] = "equiformer_v2_backbone"
+        plain["model"]["backbone"].pop("est")
+        plain["model"]["heads"]["stress"]["module"] = "rank2_symmetric_head"
+        eqv2 = build(plain, seed=1).double().eval()
+        with torch.no_grad():
+            for parameter in eqv2.parameters():
+                parameter.add_(0.05 * torch.randn_like(parameter))
+        est = build(stress_model_config(num_steerable_experts=1, steerable_hidden_channels=16),
+                    seed=2).double().eval()
+        warm_start(est, eqv2.state_dict())
+        radius = float(plain["model"]["backbone"]["max_radius"])
+        batch = graph_batch([_bulk()], radius)
+        torch.manual_seed(5)  # EquiformerV2's random edge-frame rolls
+        expected = eqv2(batch)
+        torch.manual_seed(5)
+        got = est(batch)
+    for key in ("energy", "forces"):
+        assert torch.allclose(got[key], expected[key], rtol=1e-10, atol=1e-12), key
+    for name, value in eqv2.output_heads["stress"].state_dict().items():
+        assert torch.equal(est.output_heads["stress"].state_dict()[name], value), name
