@@ -81,3 +81,32 @@ def graph_edges(
         edge_vec = data.pos[edge_index[0]] - data.pos[edge_index[1]]
     check_graph_has_edges(edge_index, data, cutoff)
     return edge_index, edge_vec
+
+
+class RadiusGraphBackbone:
+    """The graph of the Equiformer and pure EST backbones: fairchem's graph options as
+    attributes (``cutoff``, ``max_neighbors``, ``use_pbc``, ``otf_graph``,
+    ``enforce_max_neighbors_strictly``) and the checked inputs of a forward pass."""
+
+    def set_graph_options(self, max_radius: float, max_neighbors: int, use_pbc: bool,
+                          otf_graph: bool, enforce_max_neighbors_strictly: bool) -> None:
+        self.cutoff = max_radius
+        self.max_neighbors = max_neighbors
+        self.use_pbc = use_pbc
+        self.otf_graph = otf_graph
+        self.enforce_max_neighbors_strictly = enforce_max_neighbors_strictly
+
+    def edges(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        """``edge_index`` [2, E] and edge vectors [E, 3]: see :func:`graph_edges`."""
+        return graph_edges(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
+                           self.enforce_max_neighbors_strictly)
+
+    def graph_inputs(self, data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(edge sources [E], edge destinations [E], edge vectors [E, 3], atomic numbers [N])
+        of a fairchem batch, after refusing non-finite positions or cells
+        (:mod:`est_fairchem.models.common.input_checks`)."""
+        from est_fairchem.models.common.input_checks import check_finite_structures
+
+        check_finite_structures(data, check_cell=self.use_pbc)
+        edge_index, edge_vec = self.edges(data)
+        return edge_index[0], edge_index[1], edge_vec, data.atomic_numbers.long()

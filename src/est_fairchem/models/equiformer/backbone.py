@@ -19,9 +19,8 @@ from torch import nn
 
 from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
 from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
-from est_fairchem.models.common.graph import graph_edges
+from est_fairchem.models.common.graph import RadiusGraphBackbone
 from est_fairchem.models.common.init import init_equiformer_weights
-from est_fairchem.models.common.input_checks import check_finite_structures
 from est_fairchem.models.common.radial import BesselRadialBasis, GaussianRadialBasis
 from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
 from est_fairchem.models.equiformer.blocks import FeedForwardUpdate, TransBlock
@@ -46,7 +45,7 @@ def _irreps(name: str, value: str) -> o3.Irreps:
 
 
 @registry.register_model("est_equiformer_backbone")
-class EquiformerBackbone(nn.Module, BackboneInterface):
+class EquiformerBackbone(RadiusGraphBackbone, nn.Module, BackboneInterface):
     """Equiformer's equivariant graph-attention transformer (plain feed-forward updates).
 
     Args:
@@ -114,11 +113,8 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
         if num_layers < 1:
             raise ValueError(f"num_layers={num_layers}: expected at least 1")
 
-        self.cutoff = max_radius
-        self.max_neighbors = max_neighbors
-        self.use_pbc = use_pbc
-        self.otf_graph = otf_graph
-        self.enforce_max_neighbors_strictly = enforce_max_neighbors_strictly
+        self.set_graph_options(max_radius, max_neighbors, use_pbc, otf_graph,
+                               enforce_max_neighbors_strictly)
 
         fc_neurons = list(fc_neurons)
         self.atom_embedding = ScalarEmbedding(self.irreps_node, max_num_elements)
@@ -147,18 +143,10 @@ class EquiformerBackbone(nn.Module, BackboneInterface):
         """The update block of one transformer block: Equiformer's feed-forward network."""
         return FeedForwardUpdate(FeedForward(irreps_in, irreps_mid, irreps_out))
 
-    def edges(self, data) -> tuple[torch.Tensor, torch.Tensor]:
-        """``edge_index`` [2, E] and edge vectors [E, 3]: see :func:`graph_edges`."""
-        return graph_edges(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
-                           self.enforce_max_neighbors_strictly)
-
     def forward(self, data) -> dict[str, torch.Tensor]:
         """fairchem batch -> ``{"node_embedding": [N, irreps_feature.dim]}``; non-finite
         positions or cells are refused (:mod:`est_fairchem.models.common.input_checks`)."""
-        check_finite_structures(data, check_cell=self.use_pbc)
-        edge_index, edge_vec = self.edges(data)
-        edge_src, edge_dst = edge_index[0], edge_index[1]
-        atomic_numbers = data.atomic_numbers.long()
+        edge_src, edge_dst, edge_vec, atomic_numbers = self.graph_inputs(data)
         num_nodes = atomic_numbers.shape[0]
         edge_sh = o3.spherical_harmonics(self.irreps_sh, edge_vec, normalize=True,
                                          normalization="component")

@@ -32,14 +32,13 @@ from fairchem.core.models.equiformer_v2.drop import GraphDropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from est_fairchem.models.common.graph import graph_edges
+from est_fairchem.models.common.graph import RadiusGraphBackbone
 from est_fairchem.models.common.init import init_equiformer_weights
 from est_fairchem.models.common.radial import (
     BesselRadialBasis, GaussianRadialBasis, polynomial_envelope,
 )
 from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
 from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
-from est_fairchem.models.common.input_checks import check_finite_structures
 from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import UniformEdgeDegreeEmbedding, edge_harmonics
@@ -89,7 +88,7 @@ class ESTLayer(nn.Module):
 
 
 @registry.register_model("est_pure_backbone")
-class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
+class ESTBackbone(StoredESTOptions, RadiusGraphBackbone, nn.Module, BackboneInterface):
     """The pure EST message-passing model (see the module docstring); checkpoints keep its
     ``est`` options (:mod:`est_fairchem.models.common.trained_options`).
 
@@ -180,11 +179,8 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
 
         self.lmax = lmax
         self.channels = channels
-        self.cutoff = max_radius
-        self.max_neighbors = max_neighbors
-        self.use_pbc = use_pbc
-        self.otf_graph = otf_graph
-        self.enforce_max_neighbors_strictly = enforce_max_neighbors_strictly
+        self.set_graph_options(max_radius, max_neighbors, use_pbc, otf_graph,
+                               enforce_max_neighbors_strictly)
         self.activation_checkpointing = activation_checkpointing
         self.irreps_feature = o3.Irreps(f"{channels}x0e")  # what the scalar head reads
         fc_neurons = list(fc_neurons)
@@ -217,18 +213,10 @@ class ESTBackbone(StoredESTOptions, nn.Module, BackboneInterface):
         self.norm = nn.LayerNorm(channels, eps=1e-5)  # of the invariant channels
         self.apply(init_equiformer_weights)
 
-    def edges(self, data) -> tuple[torch.Tensor, torch.Tensor]:
-        """``edge_index`` [2, E] and edge vectors [E, 3]: see :func:`graph_edges`."""
-        return graph_edges(data, self.cutoff, self.max_neighbors, self.use_pbc, self.otf_graph,
-                           self.enforce_max_neighbors_strictly)
-
     def forward(self, data) -> dict[str, torch.Tensor]:
         """fairchem batch -> ``{"node_embedding": [N, C]}`` (invariant channels); non-finite
         positions or cells are refused (:mod:`est_fairchem.models.common.input_checks`)."""
-        check_finite_structures(data, check_cell=self.use_pbc)
-        edge_index, edge_vec = self.edges(data)
-        edge_src, edge_dst = edge_index[0], edge_index[1]
-        atomic_numbers = data.atomic_numbers.long()
+        edge_src, edge_dst, edge_vec, atomic_numbers = self.graph_inputs(data)
         edge_sh = edge_harmonics(self.lmax, edge_vec)
         edge_length = edge_vec.norm(dim=1)
         edge_radial = self.radial_basis(edge_length, atomic_numbers, edge_src, edge_dst)
