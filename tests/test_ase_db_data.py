@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from est_fairchem.data.demo_bulk import BulkSizes, make_bulk_demo
 from est_fairchem.errors import InputError
@@ -118,3 +119,54 @@ def test_atom_counts_for_fairchems_load_balancing(bulk):
     sampler = BalancedBatchSampler(dataset, batch_size=2, num_replicas=2, rank=0, seed=0,
                                    mode="atoms", on_error="raise")
     assert not sampler.disabled and sum(len(batch) for batch in sampler) == 3
+
+
+def _labelled_rows(path, structures):
+    from ase.calculators.emt import EMT
+    from ase.db import connect
+
+    from est_fairchem.data.demo_bulk import labelled
+
+    with connect(path) as db:
+        for atoms in structures:
+            atoms.calc = EMT()
+            db.write(labelled(atoms) if atoms.pbc.all() else _energy_forces(atoms))
+    return path
+
+
+def _energy_forces(atoms):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frozen = atoms.copy()
+    frozen.calc = SinglePointCalculator(frozen, energy=atoms.get_potential_energy(),
+                                        forces=atoms.get_forces())
+    return frozen
+
+
+def test_slabs_and_molecules_from_a_database_reach_the_models(tmp_path):
+    """Slabs keep their OC20 tags and fixed atoms through the database; molecules (no cell,
+    no periodicity) too; both predict with an EST model of their kind."""
+    from fairchem.core.datasets import data_list_collater
+
+    from est_fairchem.testing.structures import made_molecule, made_slab
+    from tests.model_utils import build, small_model_config
+    from tests.test_pure_est import est_config
+
+    slabs = [made_slab(3), made_slab(4)]
+    path = _labelled_rows(tmp_path / "slabs.db", [atoms.copy() for atoms in slabs])
+    dataset = _dataset(path, a2g_args={"r_energy": True, "r_forces": True, "r_fixed": True})
+    sample = dataset[0]
+    assert sample.tags.tolist() == slabs[0].get_tags().tolist()
+    assert int(sample.fixed.sum()) == len(slabs[0].constraints[0].index) > 0
+    model = build(small_model_config({"grid_frame": "local"})).eval()
+    out = model(data_list_collater([dataset[0], dataset[1]], otf_graph=True))
+    assert out["energy"]["energy"].shape == (2,) and out["forces"]["forces"].shape == (
+        sum(len(atoms) for atoms in slabs), 3)
+
+    molecule = made_molecule()
+    path = _labelled_rows(tmp_path / "molecules.db", [molecule])
+    sample = _dataset(path, a2g_args={"r_energy": True, "r_forces": True})[0]
+    assert not sample.pbc.any() and sample.natoms == len(molecule)
+    qm9_model = build(est_config()).eval()
+    prediction = qm9_model(data_list_collater([sample], otf_graph=True))
+    assert torch.isfinite(prediction["u0_atomization"]["u0_atomization"]).all()
