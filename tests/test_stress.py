@@ -131,3 +131,26 @@ def test_warm_start_from_an_omat24_layout_checkpoint_keeps_energy_and_forces():
         assert torch.allclose(got[key], expected[key], rtol=1e-10, atol=1e-12), key
     for name, value in eqv2.output_heads["stress"].state_dict().items():
         assert torch.equal(est.output_heads["stress"].state_dict()[name], value), name
+
+
+def test_an_omat24_31M_model_warm_starts_the_est_finetune_config():
+    """fairchem's OMat24 EquiformerV2-31M layout (configs/ase_db/omat24/model_eqv2_31M.yml,
+    heads included) fits configs/ase_db/omat24/est_eqv2_31M_finetune.yml tensor for tensor."""
+    from fairchem.core.common.utils import load_config
+
+    from est_fairchem.models.equiformer_v2.warm_start import warm_start
+
+    folder = REPO / "configs/ase_db/omat24"
+    plain, _, _ = load_config(str(folder / "model_eqv2_31M.yml"))
+    est, _, _ = load_config(str(folder / "est_eqv2_31M_finetune.yml"))
+    est_model = copy.deepcopy(est["model"])
+    est_model["name"] = "hydra"  # the warm start applied by hand, without a checkpoint file
+    est_model.pop("warm_start")
+    omat = build({"model": plain["model"]})
+    model = build({"model": est_model}, seed=1)
+    warm_start(model, omat.state_dict())
+    assert 30e6 < sum(p.numel() for p in omat.parameters()) < 32e6
+    head = model.output_heads["stress"]
+    assert type(head).__name__ == "EquivariantRank2Head"
+    assert torch.equal(head.block.irrep2_MLP[0].weight,
+                       omat.output_heads["stress"].block.irrep2_MLP[0].weight)
