@@ -46,6 +46,8 @@ class EquivariantRank2Head(Rank2SymmetricTensorHead):
             raise ValueError("EquivariantRank2Head: extensive must be false (mean pooling)")
         super().__init__(backbone, output_name, True, edge_level_mlp, num_mlp_layers,
                          use_source_target_embedding, False, avg_num_nodes, default_norm_type)
+        # rows 4-8 of fairchem's rank-2 change of basis: Cartesian 3x3 -> its degree-2 part
+        self.register_buffer("degree_two_basis", cg_change_mat(2)[4:9].clone(), persistent=False)
 
     def edge_features(self, emb: dict) -> torch.Tensor:
         """[E, C'] invariant edge features: the target (and with
@@ -69,8 +71,7 @@ class EquivariantRank2Head(Rank2SymmetricTensorHead):
         x_edge = self.edge_features(emb)
         direction = graph.edge_distance_vec / graph.edge_distance_vec.norm(dim=1, keepdim=True)
         outer = (direction[:, :, None] * direction[:, None, :]).reshape(-1, 9)
-        change = cg_change_mat(2, direction.device).to(outer.dtype)  # [9, 9], rows: irreps
-        degree_two = (outer @ change.T)[:, 4:9]  # [E, 5]: the l = 2 part of r r^T
+        degree_two = outer @ self.degree_two_basis.to(outer.dtype).T  # [E, 5]: l = 2 of r r^T
         target = graph.edge_index[1]
         if self.block.edge_level:
             isotropic = scatter(self.block.scalar_MLP(x_edge), target, dim=0, reduce="mean")
