@@ -51,6 +51,10 @@ def count_lmdb_records(path: Path) -> int:
                         max_readers=1)
     except lmdb.Error as err:
         reason = _one_line(err).removeprefix(f"{path}: ")  # lmdb names the file too
+        if "already open" in reason:  # py-lmdb opens a file once per process
+            raise InputError(f"{path}: already opened by another split of this config; "
+                             "fairchem's LmdbDataset can open a file once per process, so "
+                             "give each split (train, val, test) its own LMDB") from None
         raise InputError(f"{path}: not an LMDB file (lmdb: {reason})") from None
     try:
         _check_not_truncated(path, env)

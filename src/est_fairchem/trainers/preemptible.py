@@ -56,6 +56,8 @@ from fairchem.core.common import distutils
 from fairchem.core.models.equiformer_v2.trainers.forces_trainer import EquiformerV2ForcesTrainer
 from fairchem.core.trainers import OCPTrainer
 
+from est_fairchem.trainers.step_budget import StepBudgetMixin
+
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1)
 RNG_STATE_FILE = "rng_state.pt"
 
@@ -183,12 +185,14 @@ class PreemptionMixin:
         return final
 
 
-class PreemptibleOCPTrainer(PreemptionMixin, OCPTrainer):
-    """fairchem's ``ocp`` trainer (task name as fairchem gives it) with :class:`PreemptionMixin`."""
+class PreemptibleOCPTrainer(StepBudgetMixin, PreemptionMixin, OCPTrainer):
+    """fairchem's ``ocp`` trainer (task name as fairchem gives it) with :class:`PreemptionMixin`
+    and ``optim.max_steps`` (:class:`~est_fairchem.trainers.step_budget.StepBudgetMixin`)."""
 
 
-class PreemptibleForcesTrainer(PreemptionMixin, EquiformerV2ForcesTrainer):
-    """fairchem's ``equiformerv2_forces`` S2EF trainer with :class:`PreemptionMixin`.
+class PreemptibleForcesTrainer(StepBudgetMixin, PreemptionMixin, EquiformerV2ForcesTrainer):
+    """fairchem's ``equiformerv2_forces`` S2EF trainer with :class:`PreemptionMixin` and
+    ``optim.max_steps``.
 
     Keeps the task name ``s2ef`` where fairchem would name a dotted-path trainer ``ocp``.
     """

@@ -1,4 +1,5 @@
-"""Radius graphs of molecules without torch_cluster (fairchem's non-periodic path needs it)."""
+"""Radius graphs of molecules without torch_cluster (fairchem's non-periodic path needs it), and the
+graph options of the backbones built here."""
 
 from __future__ import annotations
 
@@ -110,3 +111,39 @@ class RadiusGraphBackbone:
         check_finite_structures(data, check_cell=self.use_pbc)
         edge_index, edge_vec = self.edges(data)
         return edge_index[0], edge_index[1], edge_vec, data.atomic_numbers.long()
+
+
+class MolecularGraphMixin:
+    """fairchem's ``GraphModelMixin.generate_graph`` that also runs on molecules without
+    torch_cluster or pyg-lib (neither has wheels in the package registry; fairchem's
+    non-periodic branch calls ``torch_geometric``'s ``radius_graph``, which needs one of them).
+
+    Non-periodic batches built on the fly get their edges from :func:`molecular_radius_graph`
+    (every neighbour within the cutoff, the nearest ``max_neighbors`` kept: the same graph as
+    ``radius_graph`` whenever no atom has more neighbours than that) and the same
+    ``GraphData`` fairchem's branch returns; periodic batches and stored graphs go to
+    fairchem unchanged.
+    """
+
+    def generate_graph(self, data, cutoff=None, max_neighbors=None, use_pbc=None,
+                       otf_graph=None, enforce_max_neighbors_strictly=None,
+                       use_pbc_single=False):
+        otf = otf_graph or self.otf_graph or getattr(data, "edge_index", None) is None
+        if use_pbc or self.use_pbc or not otf:
+            return super().generate_graph(
+                data, cutoff=cutoff, max_neighbors=max_neighbors, use_pbc=use_pbc,
+                otf_graph=otf_graph, enforce_max_neighbors_strictly=enforce_max_neighbors_strictly,
+                use_pbc_single=use_pbc_single)
+        from fairchem.core.common.utils import compute_neighbors
+        from fairchem.core.models.base import GraphData
+
+        edge_index = molecular_radius_graph(data.pos, data.batch, cutoff or self.cutoff,
+                                            max_neighbors or self.max_neighbors)
+        distance_vec = data.pos[edge_index[0]] - data.pos[edge_index[1]]
+        offsets = torch.zeros(edge_index.shape[1], 3, device=data.pos.device)
+        return GraphData(
+            edge_index=edge_index, edge_distance=distance_vec.norm(dim=-1),
+            edge_distance_vec=distance_vec, cell_offsets=offsets,
+            offset_distances=torch.zeros_like(offsets),
+            neighbors=compute_neighbors(data, edge_index), node_offset=0,
+            batch_full=data.batch, atomic_numbers_full=data.atomic_numbers.long())

@@ -33,6 +33,7 @@ from torch import nn
 
 from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
 from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
+from est_fairchem.models.common.graph import MolecularGraphMixin
 from est_fairchem.models.common.input_checks import check_finite_structures, check_graph_has_edges
 from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
 from est_fairchem.models.equiformer_v2.experts import EqV2SteerableExpert, can_batch, mix_eqv2_experts
@@ -82,12 +83,13 @@ class ESTTransBlockV2(nn.Module):
 
 
 @registry.register_model("est_equiformer_v2_backbone")
-class EquiformerV2ESTBackbone(StoredESTOptions, EquiformerV2Backbone):
+class EquiformerV2ESTBackbone(StoredESTOptions, MolecularGraphMixin, EquiformerV2Backbone):
     """fairchem's EquiformerV2 backbone whose update blocks are EST (hydra backbone).
 
     Takes every ``EquiformerV2Backbone`` option plus ``est``, the EST options
     (see :class:`est_fairchem.models.common.est_config.ESTConfig`; checkpoints keep them:
-    :mod:`est_fairchem.models.common.trained_options`). Output as EquiformerV2:
+    :mod:`est_fairchem.models.common.trained_options`); molecules need no torch_cluster
+    (:class:`~est_fairchem.models.common.graph.MolecularGraphMixin`). Output as EquiformerV2:
     ``{"node_embedding": SO3_Embedding [N, (L+1)^2, C], "graph": GraphData}``.
     """
 

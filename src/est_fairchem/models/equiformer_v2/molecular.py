@@ -1,0 +1,25 @@
+"""fairchem's EquiformerV2 backbone, unchanged, that also runs on molecules without torch_cluster.
+
+fairchem's ``equiformer_v2_backbone`` builds non-periodic graphs with ``torch_geometric``'s
+``radius_graph``, which needs torch_cluster or pyg-lib; the package registry has wheels of
+neither. This is the same backbone (same parameters, same forward, same checkpoints) with
+the neighbour search of :class:`~est_fairchem.models.common.graph.MolecularGraphMixin` for
+molecules (QM9); periodic systems are fairchem's path. Configs::
+
+    backbone:
+      model: est_fairchem.models.EquiformerV2Backbone
+      use_pbc: False
+      ...every equiformer_v2_backbone option...
+"""
+
+from __future__ import annotations
+
+from fairchem.core.models.equiformer_v2.equiformer_v2 import (
+    EquiformerV2Backbone as FairchemEquiformerV2Backbone,
+)
+
+from est_fairchem.models.common.graph import MolecularGraphMixin
+
+
+class EquiformerV2Backbone(MolecularGraphMixin, FairchemEquiformerV2Backbone):
+    """fairchem's ``EquiformerV2Backbone`` with molecular graphs built without torch_cluster."""
