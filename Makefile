@@ -14,7 +14,7 @@ STAMP := $(VENV)/.est-fairchem-installed
 PYG_WHEELS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast clean-demo
+.PHONY: install demo test test-fast clean-demo peers
 
 install: $(STAMP)
 
@@ -45,3 +45,10 @@ test-fast: $(STAMP)
 
 clean-demo:
 	rm -rf runs/demo data/demo
+
+# Benchmarks only: EquiformerV3 (arXiv 2604.09130), the peer model of the comparison study
+# (configs/qm9/compare/eqv3.yml), from its PyPI wheel WITHOUT its declared dependencies, which
+# pin torch 2.9.1 and CUDA builds of PyG; it runs on this environment's torch. Never a
+# dependency of the package (benchmarks/README.md).
+peers: $(STAMP)
+	$(BIN)/python -m pip install --no-deps "equiformer-v3==0.0.3"

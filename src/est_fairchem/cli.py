@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 import warnings
@@ -105,6 +106,98 @@ def _count_params(args: argparse.Namespace) -> int:
         parts = ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items() if k != "total")
         print(f"{config_path}: {counts['total'] / 1e6:.2f}M parameters ({parts})")
     return 0
+
+
+def _graph_stats(args: argparse.Namespace) -> int:
+    from est_fairchem.testing.result_files import write_json
+    from est_fairchem.tools.graph_stats import graph_statistics, mismatches
+
+    if args.json is not None and args.json.exists() and not args.overwrite:
+        raise InputError(f"--json {args.json} already exists: pass --overwrite to replace it")
+    max_structures = None if args.all else args.max_structures
+    stats = graph_statistics(args.config, split=args.split, max_structures=max_structures,
+                             seed=args.seed)
+    graph = stats.graph
+    sampled = (f"all {stats.total:,}" if stats.structures == stats.total else
+               f"a random sample of {stats.structures:,} of {stats.total:,} (seed {args.seed})")
+    print(f"config:        {args.config} ({args.split} split: {sampled} structures)")
+    print(f"graph:         max_radius {graph.max_radius:g} A, max_neighbors "
+          f"{graph.max_neighbors}, use_pbc {graph.use_pbc}")
+    print(f"avg_num_nodes: {stats.avg_num_nodes:.4f}  (atoms per structure, "
+          f"{stats.min_atoms} to {stats.max_atoms})")
+    print(f"avg_degree:    {stats.avg_degree:.4f}  (neighbours per atom within "
+          f"{graph.max_radius:g} A; {100 * stats.capped_fraction:.1f} % of atoms reach "
+          f"max_neighbors)")
+    for key, value in stats.configured.items():
+        print(f"config says:   {key} = {value:g}")
+    wrong = mismatches(stats)
+    for key, (value, measured) in wrong.items():
+        print(f"mismatch:      {key} is {value:g}, the data give {measured:.4f} "
+              f"({value / measured:.2f}x)")
+    if args.json is not None:
+        write_json(args.json, {"config": str(args.config), "split": args.split,
+                               **stats.as_dict()})
+        print(f"wrote:         {args.json}")
+    return 1 if wrong and args.check else 0
+
+
+def _model_files(entries: list[str]) -> dict[str, str]:
+    """``NAME=PATH`` or ``PATH`` (named by its stem) -> {name: path}, names unique."""
+    models: dict[str, str] = {}
+    for entry in entries:
+        name, _, path = entry.rpartition("=") if "=" in entry else (Path(entry).stem, "", entry)
+        if name in models:
+            raise InputError(f"model name {name!r} given twice: name them NAME=PATH")
+        models[name] = path
+    return models
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from est_fairchem.compare.plan import run_study
+    from est_fairchem.compare.report import write_report
+    from est_fairchem.compare.study import Study, load_study
+
+    command = "est-fairchem " + shlex.join(args.argv)
+    if args.report_only:
+        study = load_study(args.out / "study.json")
+        write_report(study, args.out, command, args.unit, args.scale)
+        print((args.out / "table.md").read_text())
+        return 0
+    study = Study(
+        data=str(args.data), models=_model_files(args.models), seeds=args.seeds,
+        steps=args.steps, batch_size=args.batch_size, train_size=args.train_size,
+        lrs=args.lrs, sweep_seed=args.sweep_seed, evaluations=args.evaluations,
+        equal_time=not args.no_equal_time, long_factor=args.long_factor,
+        long_seeds=args.long_seeds, long_models=args.long_models,
+        model_seeds=dict(args.model_seeds), pairs=[list(pair) for pair in args.pairs])
+    work = args.work or Path("runs/compare") / args.out.name
+    failed = run_study(study, args.out, work, jobs=args.jobs,
+                       progress=lambda line: print(line, flush=True),
+                       report=lambda: write_report(study, args.out, command, args.unit,
+                                                   args.scale))
+    write_report(study, args.out, command, args.unit, args.scale)
+    print((args.out / "table.md").read_text())
+    if failed:
+        print(f"est-fairchem compare: {len(failed)} runs failed: {', '.join(failed)} "
+              f"(logs under {work})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _name_count(text: str) -> tuple[str, int]:
+    """argparse type: ``NAME=N`` with N a positive integer."""
+    name, _, count = text.partition("=")
+    if not name or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=N (N a positive integer)")
+    return name, int(count)
+
+
+def _model_pair(text: str) -> tuple[str, str]:
+    """argparse type: ``MODEL:REFERENCE``."""
+    model, _, reference = text.partition(":")
+    if not model or not reference:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected MODEL:REFERENCE")
+    return model, reference
 
 
 def _positive_int(text: str) -> int:
@@ -294,6 +387,80 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--seed", type=int, default=0, help="seed of weights and rotations")
     check.set_defaults(func=_check_equivariance)
 
+    stats = sub.add_parser(
+        "graph-stats", parents=[common],
+        help="avg_num_nodes and avg_degree of a config's training data, as its model sees them",
+        description="Read the config's training split (fairchem's dataset, with first_n / "
+        "sample_n / selections applied), build each structure's graph with the backbone's own "
+        "max_radius, max_neighbors and use_pbc, and print avg_num_nodes (atoms per structure) "
+        "and avg_degree (neighbours per atom), the two numbers that normalise the models' sums, "
+        "beside every value the config sets. Put them in model.backbone (and in the heads that "
+        "take avg_num_nodes).",
+    )
+    stats.add_argument("config", type=Path, help="fairchem YAML config")
+    stats.add_argument("--split", default="train", help="dataset split (default train)")
+    stats.add_argument("--max-structures", type=_positive_int, default=20_000,
+                       help="read a seeded random sample of this many structures when the split "
+                       "is larger (default 20000; the mean's relative error is then ~0.3 %%)")
+    stats.add_argument("--all", action="store_true", help="read every structure of the split")
+    stats.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    stats.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    stats.add_argument("--overwrite", action="store_true", help="replace an existing --json")
+    stats.add_argument("--check", action="store_true",
+                       help="exit 1 when a value the config sets is more than 5 %% off the data")
+    stats.set_defaults(func=_graph_stats)
+
+    compare = sub.add_parser(
+        "compare", parents=[common],
+        help="compare models on one dataset: paired seeds, a learning rate each, equal cost",
+        description="Train every model config on the dataset config with fairchem, seed by "
+        "seed (a seed draws the training structures, the initialisation and the batch order, "
+        "the same for every model), after timing each model's step in isolation and sweeping "
+        "the learning rate on the validation split; report the test error per seed, the "
+        "paired difference from the first model (the baseline) with its 95 %% interval and "
+        "Holm-corrected p, at equal steps and at equal training time, and plot error against "
+        "cost. Resumes from the runs already in --out.",
+    )
+    compare.add_argument("data", type=Path, help="dataset config: dataset train/val/test and the "
+                         "task (outputs, loss_functions, evaluation_metrics)")
+    compare.add_argument("models", nargs="+", help="model configs (a model: section each), "
+                         "PATH or NAME=PATH; the first is the baseline")
+    compare.add_argument("--out", type=Path, required=True, help="results folder")
+    compare.add_argument("--work", type=Path, default=None,
+                         help="training runs (default runs/compare/<name of --out>)")
+    compare.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    compare.add_argument("--steps", type=_positive_int, default=1000,
+                         help="optimizer steps at equal steps (default 1000)")
+    compare.add_argument("--batch-size", type=_positive_int, default=8)
+    compare.add_argument("--train-size", type=_positive_int, default=None,
+                         help="training structures drawn per seed (default: the whole split)")
+    compare.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3],
+                         help="learning rates to sweep (default 3e-4 1e-3 3e-3; one value: "
+                         "no sweep)")
+    compare.add_argument("--sweep-seed", type=int, default=1000)
+    compare.add_argument("--evaluations", type=_positive_int, default=6,
+                         help="validations per run (default 6)")
+    compare.add_argument("--no-equal-time", action="store_true",
+                         help="skip the runs at the baseline's training time")
+    compare.add_argument("--long-factor", type=int, default=0,
+                         help="convergence runs of --long-models at steps x this (default none)")
+    compare.add_argument("--long-seeds", type=int, nargs="*", default=[])
+    compare.add_argument("--long-models", nargs="*", default=[])
+    compare.add_argument("--model-seeds", type=_name_count, nargs="*", default=[],
+                         metavar="NAME=N", help="run NAME on the first N seeds only")
+    compare.add_argument("--pairs", type=_model_pair, nargs="*", default=[],
+                         metavar="MODEL:REFERENCE",
+                         help="also compare MODEL with REFERENCE (every model is compared with "
+                         "the baseline)")
+    compare.add_argument("--jobs", type=_positive_int, default=1,
+                         help="runs at a time, one thread each (default 1; one per core)")
+    compare.add_argument("--unit", default="", help="unit of the reported error (e.g. meV)")
+    compare.add_argument("--scale", type=float, default=1.0,
+                         help="factor from fairchem's metric to --unit (e.g. 1000: eV -> meV)")
+    compare.add_argument("--report-only", action="store_true",
+                         help="rewrite the report from the runs in --out")
+    compare.set_defaults(func=_compare)
+
     warm = sub.add_parser(
         "warm-start", parents=[common],
         help="turn an EquiformerV2 checkpoint into an EST checkpoint with the same predictions",
@@ -357,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     from est_fairchem.data.output_folder import Interrupted, raise_interrupted
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
     if not debug:  # fairchem loads its own Wigner tables with torch.load at import time
         warnings.filterwarnings("ignore", message="You are using `torch.load`",

@@ -29,14 +29,16 @@ def new_timestamp_id(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def run_fairchem(args: list[str], log_file: Path) -> None:
-    """Run ``fairchem ARGS``, teeing its output to ``log_file``; raise on failure."""
+def run_fairchem(args: list[str], log_file: Path, env: dict[str, str] | None = None) -> None:
+    """Run ``fairchem ARGS`` (in environment ``env``, default this process's), teeing its output
+    to ``log_file``; raise on failure."""
     command = [fairchem_executable(), *args]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as log:
         log.write("$ " + " ".join(command) + "\n")
         log.flush()
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env)
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)

@@ -1,0 +1,72 @@
+"""Paired comparisons over seeds: the difference, its 95 % interval, p, and Holm's correction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``model - baseline`` over the seeds both ran (absolute and relative to the baseline)."""
+
+    seeds: list[int]
+    mean: float  # mean of the per-seed differences (units of the error)
+    low: float  # 95 % confidence interval of that mean (Student t)
+    high: float
+    relative_mean: float  # mean of model / baseline - 1 per seed
+    relative_low: float
+    relative_high: float
+    p: float  # two-sided paired t-test
+    p_holm: float = math.nan
+
+
+def _t_interval(values: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean, 95 % interval and two-sided p (against 0) of ``values`` (Student t)."""
+    from scipy import stats
+
+    n = len(values)
+    mean = float(values.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, math.nan
+    sem = float(values.std(ddof=1)) / math.sqrt(n)
+    half = float(stats.t.ppf(0.975, n - 1)) * sem
+    p = 1.0 if sem == 0 and mean == 0 else (
+        0.0 if sem == 0 else float(2 * stats.t.sf(abs(mean) / sem, n - 1)))
+    return mean, mean - half, mean + half, p
+
+
+def paired_difference(model: dict[int, float], baseline: dict[int, float]) -> PairedDifference:
+    """Compare two models' errors by seed (``seed -> error``); only common seeds count."""
+    seeds = sorted(set(model) & set(baseline))
+    ours = np.array([model[s] for s in seeds])
+    theirs = np.array([baseline[s] for s in seeds])
+    mean, low, high, p = _t_interval(ours - theirs)
+    relative, relative_low, relative_high, _ = _t_interval(ours / theirs - 1)
+    return PairedDifference(seeds, mean, low, high, relative, relative_low, relative_high, p)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order), NaN entries left out of the family."""
+    indexed = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    m = len(indexed)
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def seeds_needed(differences: np.ndarray, effect: float, power: float = 0.8) -> int | None:
+    """Paired seeds for a two-sided 5 % t-test to detect a mean difference ``effect`` with
+    ``power``, at the spread of the observed per-seed ``differences`` (normal approximation)."""
+    from scipy import stats
+
+    if len(differences) < 2 or effect == 0:
+        return None
+    sd = float(np.std(differences, ddof=1))
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(power)
+    return max(2, math.ceil((z * sd / effect) ** 2))

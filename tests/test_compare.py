@@ -1,0 +1,132 @@
+"""The comparison runner's parts: run configs, budgets from the timing, learning-rate choice,
+paired statistics with Holm's correction (est_fairchem.compare; docs/guide/compare.md)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from est_fairchem.compare.plan import chosen_learning_rates, seed_runs
+from est_fairchem.compare.statistics import holm, paired_difference, seeds_needed
+from est_fairchem.compare.study import Run, Study, check_study, resumable, run_config, \
+    with_graph_statistics
+from est_fairchem.errors import InputError
+
+
+def _study(tmp_path, **changes) -> Study:
+    files = {}
+    for name in ("data", "a", "b", "c"):
+        files[name] = tmp_path / f"{name}.yml"
+        files[name].write_text("model: {}\n")
+    settings = dict(data=str(files["data"]), models={n: str(files[n]) for n in "abc"},
+                    seeds=[0, 1, 2, 3], steps=100, batch_size=4, train_size=40, lrs=[1e-3])
+    return Study(**{**settings, **changes})
+
+
+DATA = {
+    "trainer": "ocp",
+    "dataset": {"train": {"format": "lmdb", "src": "train", "first_n": 500},
+                "val": {"src": "val", "first_n": 50}, "test": {"src": "test", "first_n": 70}},
+    "optim": {"eval_batch_size": 16, "max_epochs": 99},
+    "outputs": {"homo": {"level": "system"}},
+}
+
+
+def test_a_run_draws_its_training_set_by_seed_and_trains_exactly_its_steps(tmp_path):
+    study = _study(tmp_path)
+    config = run_config(study, Run("steps", "a", 3, 120, 2e-3), DATA, {"name": "hydra"})
+    train = config["dataset"]["train"]
+    # the draw sits in the train split's own settings: fairchem copies the train keys into
+    # val and test, where a sample_n would clash with their first_n
+    assert train["train_split_settings"] == {"sample_n": 40, "seed": 3}
+    assert "first_n" not in train and config["dataset"]["val"] == DATA["dataset"]["val"]
+    assert config["trainer"] == "est_fairchem.trainers.PreemptibleOCPTrainer"
+    optim = config["optim"]
+    assert optim["max_steps"] == optim["T_max"] == 120 and optim["lr_initial"] == 2e-3
+    assert optim["eta_min"] == pytest.approx(2e-5) and optim["eval_every"] == 20
+    assert optim["eval_batch_size"] == 16  # the dataset config's own keys stay
+    # the test split is evaluated alone: fairchem's LMDB dataset opens a file once per process
+    tested = run_config(study, Run("steps", "a", 3, 120, 2e-3), DATA, {}, split="validate")
+    assert tested["dataset"]["val"] == DATA["dataset"]["test"] and "test" not in tested["dataset"]
+    predicted = run_config(study, Run("steps", "a", 3, 120, 2e-3), DATA, {}, split="predict")
+    assert "val" not in predicted["dataset"] and predicted["dataset"]["test"]["first_n"] == 70
+    assert DATA["dataset"]["train"]["first_n"] == 500  # the dataset config is not changed
+
+
+def test_graph_statistics_replace_every_configured_value_and_a_model_without_them_is_refused():
+    model = {"backbone": {"avg_degree": 6.5, "avg_num_nodes": 13.5},
+             "heads": {"homo": {"avg_num_nodes": 40.0}}}
+    filled = with_graph_statistics(model, {"avg_degree": 15.6, "avg_num_nodes": 18.0}, "m.yml")
+    assert filled["backbone"] == {"avg_degree": 15.6, "avg_num_nodes": 18.0}
+    assert filled["heads"]["homo"]["avg_num_nodes"] == 18.0
+    assert model["backbone"]["avg_degree"] == 6.5
+    with pytest.raises(InputError, match="m.yml: sets neither avg_num_nodes nor avg_degree"):
+        with_graph_statistics({"backbone": {"lmax": 2}}, {"avg_degree": 1.0}, "m.yml")
+
+
+def test_equal_time_budgets_come_from_the_timing_and_are_the_same_for_every_seed(tmp_path):
+    study = _study(tmp_path, model_seeds={"c": 2})
+    cost = {"models": {"a": {"seconds_per_step": 0.2}, "b": {"seconds_per_step": 0.3},
+                       "c": {"seconds_per_step": 0.203}}}
+    runs = seed_runs(study, {"a": 1e-3, "b": 3e-3, "c": 1e-3}, cost)
+    time_runs = [r for r in runs if r.protocol == "time"]
+    assert {r.model for r in time_runs} == {"b"}  # c is within 2 % of a: its steps runs count
+    assert {r.steps for r in time_runs} == {67} and len(time_runs) == 4  # 100 x 0.2 / 0.3
+    assert [r.seed for r in runs if r.model == "c"] == [0, 1]  # limited to its first 2 seeds
+    assert all(r.lr == 3e-3 for r in runs if r.model == "b")
+    assert [r.seed for r in runs] == sorted(r.seed for r in runs)  # seed by seed
+
+
+def test_each_model_keeps_its_swept_rate_with_the_lowest_validation_error(tmp_path):
+    study = _study(tmp_path, lrs=[1e-4, 1e-3, 1e-2])
+    runs = {}
+    for model, best in (("a", 1e-3), ("b", 1e-2), ("c", 1e-4)):
+        for lr in study.lrs:
+            run = Run("sweep", model, study.sweep_seed, study.steps, lr)
+            runs[run.name] = {"best_val": 1.0 + abs(math.log10(lr / best))}
+    assert chosen_learning_rates(study, runs) == {"a": 1e-3, "b": 1e-2, "c": 1e-4}
+    del runs[Run("sweep", "b", study.sweep_seed, study.steps, 1e-4).name]
+    assert chosen_learning_rates(study, runs)["b"] is None  # not chosen before the sweep ends
+
+
+def test_a_study_that_cannot_run_is_refused_naming_the_value(tmp_path):
+    with pytest.raises(InputError, match="sweep seed 1000 is also an evaluation seed"):
+        check_study(_study(tmp_path, seeds=[0, 1000], lrs=[1e-3, 3e-3]))
+    with pytest.raises(InputError, match=r"models \['d'\]"):
+        check_study(_study(tmp_path, pairs=[["d", "a"]]))
+    with pytest.raises(InputError, match="nothing.yml: no such file"):
+        check_study(_study(tmp_path, data=str(tmp_path / "nothing.yml")))
+    saved = _study(tmp_path)
+    assert resumable(saved, _study(tmp_path, seeds=[0, 1, 2, 3, 4, 5])) == []
+    assert resumable(saved, _study(tmp_path, steps=200, lrs=[3e-3])) == ["steps", "lrs"]
+
+
+def test_paired_difference_matches_the_paired_t_test():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    baseline = {seed: 300 + rng.normal(0, 5) for seed in range(8)}
+    model = {seed: value - 10 + rng.normal(0, 3) for seed, value in baseline.items()}
+    model[99] = 1.0  # a seed the baseline did not run does not count
+    d = paired_difference(model, baseline)
+    seeds = list(range(8))
+    expected = stats.ttest_rel([model[s] for s in seeds], [baseline[s] for s in seeds])
+    assert d.seeds == seeds and d.p == pytest.approx(expected.pvalue)
+    assert d.low < d.mean < d.high < 0
+    assert d.relative_mean == pytest.approx(np.mean([model[s] / baseline[s] - 1 for s in seeds]))
+
+
+def test_holm_adjusts_in_order_and_never_below_the_raw_p():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    adjusted = holm([0.2, math.nan, 0.001, 0.5])
+    assert math.isnan(adjusted[1])
+    assert adjusted[2] == pytest.approx(0.003) and adjusted[0] == pytest.approx(0.4)
+    assert adjusted[3] == pytest.approx(0.5)
+
+
+def test_seeds_needed_grows_with_the_spread():
+    rng = np.random.default_rng(1)
+    narrow, wide = rng.normal(0, 1, 10), rng.normal(0, 4, 10)
+    assert seeds_needed(wide, 2.0) > seeds_needed(narrow, 2.0) >= 2
