@@ -1,4 +1,4 @@
-"""k-fold symmetric star test (paper Table 4; spec §13.2, Joshi et al. 2023 ``rotsym``).
+"""k-fold symmetric star test (paper Table 4; docs/design.md §12.2, Joshi et al. 2023 ``rotsym``).
 
 For each fold k: two graphs, a centre atom and k spokes at unit distance in the xy-plane
 (graph 1 = graph 0 rotated about z by q = 2 pi / (k + u), u ~ Uniform{1..k}). One
@@ -18,8 +18,8 @@ Models and readouts (the ``readout`` strings of the output state each one precis
   weights from a radial MLP on a Bessel basis, sum aggregation, gate, residual), linear
   classifier on the pooled degree <= L features ``[(L+1)^2 * C]``.
 
-Training (spec §13.2): batch size 1 shuffled, cross-entropy, Adam, ReduceLROnPlateau on the
-validation accuracy (factor 0.9, patience 25, min lr 1e-5), test accuracy at the best
+Training (docs/design.md §12.2): batch size 1 shuffled, cross-entropy, Adam, ReduceLROnPlateau
+on the validation accuracy (factor 0.9, patience 25, min lr 1e-5), test accuracy at the best
 validation accuracy (dojo's rule ``val >= best``; test set = validation set, so it is the
 best accuracy reached), seeds 0..9. Also a seed-free separability diagnostic per model: the
 relative difference of the two graphs' pooled readout features at initialisation (float64).

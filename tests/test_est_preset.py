@@ -1,6 +1,6 @@
-"""``est: {preset: paper}``: the paper's options per backbone (spec §11), explicit keys over the
-preset, ``est: {}`` unchanged, the paper-size configs, checkpoints of a preset model, and the
-one log line naming the options a model was built with (also in a real ``fairchem`` log)."""
+"""``est: {preset: paper}``: the paper's options per backbone (docs/design.md §10), explicit keys
+over the preset, ``est: {}`` unchanged, the paper-size configs, checkpoints of a preset model, and
+the one log line naming the options a model was built with (also in a real ``fairchem`` log)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ CONFIGS = {
     "EquiformerESTBackbone": _est_block(equiformer_config),
     "ESTBackbone": _est_block(pure_est_config),
 }
-PAPER = {  # preset paper on the small models (spec §11; est_fairchem.models.common.est_preset)
+PAPER = {  # preset paper on the small models (docs/design.md §10; models.common.est_preset)
     "EquiformerV2ESTBackbone": {**UNSET, **GRID, "num_points": 64, "num_steerable_experts": 5,
                                 "num_spherical_experts": 5, "steerable_hidden_channels": 16,
                                 "spherical_hidden_channels": 64},
@@ -82,8 +82,8 @@ def _backbone(name: str, est: dict | None, seed: int = 0) -> torch.nn.Module:
 
 
 def test_paper_points_are_the_reference_codes_count_at_least_64():
-    """(2L+1)(2L+2) of the reference code (90 at L = 4, spec §11.1), at least 64 (§11.2,
-    §11.3)."""
+    """(2L+1)(2L+2) of the reference code (90 at L = 4), at least 64
+    (docs/design.md §10.5)."""
     assert [paper_num_points(lmax) for lmax in (1, 2, 3, 4, 6)] == [64, 64, 64, 90, 182]
 
 

@@ -1,4 +1,4 @@
-"""The EST update: a mixture of hybrid experts on steerable features (spec §5, §6).
+"""The EST update: a mixture of hybrid experts on steerable features (design §5, §6).
 
 Backbone-agnostic: it works on ``[N, (L+1)^2, C]`` tensors; the steerable experts are supplied
 by the backbone (EquiformerV2's feed-forward block, Equiformer's, ...), each a module mapping

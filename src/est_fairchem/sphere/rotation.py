@@ -1,4 +1,4 @@
-"""Random rotations of the sphere grid (spec §3.4), as block-diagonal Wigner-D matrices.
+"""Random rotations of the sphere grid (design §3.5), as block-diagonal Wigner-D matrices.
 
 Drawn on the features' device without reading anything back to the host: a training step on
 a GPU keeps its kernel queue full (no ``int(tensor)`` or CPU round trip per layer).

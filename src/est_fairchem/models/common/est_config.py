@@ -64,13 +64,13 @@ def check_known_options(
 
 @dataclass(frozen=True)
 class ESTConfig:
-    """Options of the EST update block (spec §3-§6, §11.1).
+    """Options of the EST update block (design §3-§6, §10).
 
     Attributes:
         num_points: S, sphere points of the transform (default 64 = (2L)^2 for L=4, the
             sampling bound; with ``grid_frame: local`` more points buy no equivariance).
         sampling: point set, one of ``fibonacci``, ``lebedev``, ``latlong``.
-        repulsion_steps: repulsion iterations refining the Fibonacci lattice (spec §3.3).
+        repulsion_steps: repulsion iterations refining the Fibonacci lattice (design §3.2).
         num_steerable_experts: n_st, copies of the backbone's feed-forward block.
         num_spherical_experts: n_sp, point-wise MLP experts after spherical attention.
         steerable_hidden_channels: hidden width of steerable experts (None: half the
@@ -85,9 +85,9 @@ class ESTConfig:
             grid carries ``sphere_channels``). Equiformer: the width of the degree-wise
             projection to the sphere (None: the largest multiplicity of the degrees above 0).
         num_heads: heads of the spherical attention (reference: 1).
-        orientation_embedding: append point directions to queries and keys (Eq. 13).
+        orientation_embedding: append point directions to queries and keys (design §4.2).
         random_grid_rotation: in training, rotate the grid by a random rotation per system
-            (spec §3.4); never in eval.
+            (design §3.5); never in eval.
         recompute_update: in training, recompute the update block in backward instead of
             storing its activations (``torch.utils.checkpoint``): less memory, one more
             forward of the update per step. Every backbone (EquiformerV2, Equiformer, pure EST).

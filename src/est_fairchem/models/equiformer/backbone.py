@@ -1,4 +1,4 @@
-"""Equiformer as a fairchem hydra backbone, plain or with EST update blocks (spec §7, §9.2).
+"""Equiformer as a fairchem hydra backbone, plain or with EST update blocks (design §7, §9.2).
 
 Configs name the classes by their dotted paths (``est_fairchem.models.EquiformerBackbone``,
 ``est_fairchem.models.EquiformerESTBackbone``) so the plain ``fairchem`` command finds them.
@@ -31,7 +31,7 @@ from est_fairchem.models.equiformer.irreps_norm import EquivariantLayerNorm
 from est_fairchem.nn.irreps_feed_forward import FeedForward
 
 NUM_OC20_TAGS = 3  # 0 sub-surface, 1 surface, 2 adsorbate
-OC20_IS2RE_AVG_DEGREE = 23.395238876342773  # Equiformer's IS2RE statistic (5 A cutoff)
+OC20_IS2RE_AVG_DEGREE = 23.395238876342773  # Equiformer's IS2RE statistic, 5 A (design §9.3)
 
 
 def _irreps(name: str, value: str) -> o3.Irreps:
@@ -162,7 +162,7 @@ class EquiformerBackbone(RadiusGraphBackbone, nn.Module, BackboneInterface):
 
 @registry.register_model("est_equiformer_est_backbone")
 class EquiformerESTBackbone(StoredESTOptions, EquiformerBackbone):
-    """Equiformer whose update blocks are EST (spec §7): every Equiformer option plus ``est``
+    """Equiformer whose update blocks are EST (design §7): every Equiformer option plus ``est``
     (see :class:`est_fairchem.models.common.est_config.ESTConfig`; checkpoints keep them:
     :mod:`est_fairchem.models.common.trained_options`); the steerable experts are Equiformer
     feed-forward networks with ``irreps_mlp_mid``, so ``steerable_hidden_channels`` does not

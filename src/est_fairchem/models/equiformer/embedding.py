@@ -1,4 +1,4 @@
-"""Node embeddings of Equiformer: atom type, OC20 tag and edge degree (spec §9.2)."""
+"""Node embeddings of Equiformer: atom type, OC20 tag and edge degree (design §9.2)."""
 
 from __future__ import annotations
 

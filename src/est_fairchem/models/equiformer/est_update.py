@@ -1,4 +1,4 @@
-"""The EST update block on Equiformer's irreps features (spec §7).
+"""The EST update block on Equiformer's irreps features (design §7).
 
 Equiformer's features have a different multiplicity per degree (IS2RE ``256x0e+128x1e``),
 while a function on the sphere needs the same channels C_F for every degree. The spherical

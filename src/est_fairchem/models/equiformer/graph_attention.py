@@ -1,4 +1,4 @@
-"""Equiformer's equivariant graph-attention message block (spec §9.2)."""
+"""Equiformer's equivariant graph-attention message block (design §9.2)."""
 
 from __future__ import annotations
 

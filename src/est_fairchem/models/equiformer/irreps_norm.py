@@ -1,4 +1,4 @@
-"""Equiformer's equivariant layer norm on flat irreps features (spec §9.2)."""
+"""Equiformer's equivariant layer norm on flat irreps features (design §9.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EquiformerV2 with EST update blocks (the paper's OC20 S2EF model; spec §6).
+"""EquiformerV2 with EST update blocks (the paper's OC20 S2EF model; design §6).
 
 Each fairchem ``TransBlockV2`` keeps its SO(2) graph-attention message block (``norm_1`` +
 ``ga``); its update block (``norm_2`` + ``ffn``) is replaced by the EST mixture of hybrid
@@ -42,7 +42,7 @@ from est_fairchem.nn.est_update import ESTUpdate
 class ESTTransBlockV2(nn.Module):
     """EquiformerV2 message block (taken from a built ``TransBlockV2``) + EST update block.
 
-    ``x <- x + DropPath(GA(LN(x)))``;  ``x <- x + DropPath(EST(x))`` (spec §6).
+    ``x <- x + DropPath(GA(LN(x)))``;  ``x <- x + DropPath(EST(x))`` (design §6).
     """
 
     def __init__(self, block: TransBlockV2, update: ESTUpdate) -> None:

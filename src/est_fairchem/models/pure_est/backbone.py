@@ -1,4 +1,4 @@
-"""The pure EST model (paper Figure 3, spec §8) as a fairchem hydra backbone.
+"""The pure EST model (paper Figure 3, design §8) as a fairchem hydra backbone.
 
 Configs name it by its dotted path ``est_fairchem.models.ESTBackbone``. Node features are
 uniform steerable tensors ``[N, (L+1)^2, C]`` (EquiformerV2's layout; QM9: L = 2, C = 128):
@@ -48,7 +48,7 @@ from est_fairchem.nn.uniform_layers import EquivariantRMSNorm, UniformFeedForwar
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
 
-QM9_AVG_DEGREE = 15.57930850982666  # Equiformer's QM9 statistic (5 A cutoff)
+QM9_AVG_DEGREE = 15.57930850982666  # Equiformer's QM9 statistic, 5 A cutoff (design §9.3)
 
 
 class ESTLayer(nn.Module):

@@ -1,4 +1,4 @@
-"""Edge geometry and the edge-degree embedding on uniform features (spec §8, §9.1)."""
+"""Edge geometry and the edge-degree embedding on uniform features (design §8, §9.1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The EST message block: spherical cross-attention between a node pair and its edge (spec §8).
+"""The EST message block: spherical cross-attention between a node pair and its edge (design §8.1).
 
 For the edge j -> i (fairchem's ``edge_index = [j, i]``):
 
@@ -25,7 +25,7 @@ geometry from the key points it finds relevant. Why the query residual (``+ F(a_
 only; adding the query grid back (a transformer decoder's ``x + CrossAttn(x, memory)``) lets
 the point-wise experts form products of node and edge functions, as a tensor product would.
 
-Random grid rotation in training (spec §3.4): one Haar rotation per system; an edge uses the
+Random grid rotation in training (design §3.5): one Haar rotation per system; an edge uses the
 rotation of its target node's system.
 
 Cost per block: ``E S^2 C`` for the attention (QM9, batch 128: E ~ 36k, S = 64, C = 128:
