@@ -54,6 +54,7 @@ from torch.nn import functional as F
 from est_fairchem.models.common.init import init_equiformer_weights
 from est_fairchem.models.common.radial import BesselRadialBasis
 from est_fairchem.models.pure_est.backbone import ESTLayer
+from est_fairchem.sphere.wigner import wigner_d
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import edge_harmonics
 from est_fairchem.models.pure_est.message import ESTMessageBlock
@@ -286,19 +287,11 @@ def build_model(model: str, readout: str, lmax: int, channels: int, num_points: 
 
 
 def wigner_blocks(lmax: int, rotation: torch.Tensor) -> list[torch.Tensor]:
-    """Real Wigner-D blocks ``D_l(R)`` [2l+1, 2l+1], l = 0..L, of e3nn's harmonics, float64.
-
-    Fitted from ``Y_l(R p) = D_l(R) Y_l(p)`` by least squares on 256 random unit vectors:
-    exact to float64 round-off (e3nn's ``D_from_matrix`` goes through float32 tables and is
-    only good to ~1e-7).
-    """
-    points = torch.randn(256, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    blocks = []
-    for l in range(lmax + 1):
-        y = o3.spherical_harmonics(l, points, normalize=True)  # [M, 2l+1]
-        y_rotated = o3.spherical_harmonics(l, points @ rotation.T, normalize=True)
-        blocks.append(torch.linalg.lstsq(y, y_rotated).solution.T)
-    return blocks
+    """Real Wigner-D blocks ``D_l(R)`` [2l+1, 2l+1], l = 0..L, of e3nn's harmonics, float64,
+    exact to round-off (the package's ``wigner_d``; e3nn's ``D_from_matrix`` goes through
+    float32 tables unless the default dtype is float64)."""
+    d = wigner_d(lmax, rotation.to(torch.float64)[None])[0]
+    return [d[l * l:(l + 1) ** 2, l * l:(l + 1) ** 2] for l in range(lmax + 1)]
 
 
 def rotate_readout(model: nn.Module, features: torch.Tensor, rotation: torch.Tensor

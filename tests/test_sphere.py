@@ -9,7 +9,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from est_fairchem.sphere.rotation import block_wigner_d
+from est_fairchem.sphere.wigner import wigner_d
 from est_fairchem.sphere import (
     SphericalTransform,
     min_sphere_points,
@@ -33,7 +33,7 @@ def test_spherical_harmonics_follow_e3nn_wigner_d(float64):
     """Y(R p) = D(R) Y(p): the grid rotates with the steerable features."""
     rotation = o3.rand_matrix()
     points = torch.nn.functional.normalize(torch.randn(20, 3), dim=-1)
-    wigner = block_wigner_d(4, rotation[None])[0]
+    wigner = wigner_d(4, rotation[None])[0]
     lhs = real_spherical_harmonics(4, points @ rotation.T)
     rhs = real_spherical_harmonics(4, points) @ wigner.T
     assert torch.allclose(lhs, rhs, atol=1e-12)
