@@ -35,7 +35,6 @@ from e3nn import o3
 from torch import nn
 
 from est_fairchem.models.common.est_config import ESTConfig
-from est_fairchem.models.equiformer.embedding import num_scalars
 from est_fairchem.nn.experts import ExpertGate
 from est_fairchem.nn.irreps_feed_forward import FeedForward
 from est_fairchem.nn.irreps_layout import coefficients_to_irreps, irreps_to_coefficients, uniform_irreps
@@ -58,7 +57,7 @@ class EquiformerESTUpdate(nn.Module):
     ) -> None:
         super().__init__()
         irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
-        self.num_scalars = num_scalars(irreps_in)
+        self.num_scalars = irreps_in.count("0e")
         self.lmax = irreps_in.lmax
         self.num_steerable = config.num_steerable_experts
         self.num_spherical = config.num_spherical_experts
