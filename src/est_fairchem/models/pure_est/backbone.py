@@ -30,7 +30,6 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface
 from fairchem.core.models.equiformer_v2.drop import GraphDropPath
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from est_fairchem.models.common.graph import RadiusGraphBackbone
 from est_fairchem.models.common.init import init_equiformer_weights
@@ -44,6 +43,7 @@ from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import UniformEdgeDegreeEmbedding, edge_harmonics
 from est_fairchem.models.pure_est.message import ESTMessageBlock
 from est_fairchem.nn.est_update import ESTUpdate
+from est_fairchem.nn.recompute import recomputed_in_backward
 from est_fairchem.nn.uniform_layers import EquivariantRMSNorm, UniformFeedForward
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
@@ -228,9 +228,8 @@ class ESTBackbone(StoredESTOptions, RadiusGraphBackbone, nn.Module, BackboneInte
         for layer in self.layers:
             args = (x, edge_src, edge_dst, edge_radial, edge_sh, data.batch, edge_envelope)
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-                # The random grid rotations are redrawn identically in the recomputation
-                # (checkpoint restores the RNG state).
-                x = checkpoint(layer, *args, use_reentrant=False)
+                # (the random grid rotations are redrawn identically in the recomputation)
+                x = recomputed_in_backward(layer, *args)
             else:
                 x = layer(*args)
         return {"node_embedding": self.norm(x.select(1, 0))}
