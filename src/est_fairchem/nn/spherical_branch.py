@@ -91,7 +91,7 @@ class SphericalBranch(nn.Module):
         self.grid_frame = grid_frame
         self.scalar_output = scalar_output
         self.invariant_scalars = invariant_scalars and not scalar_output
-        points = sphere_points(sampling, num_points, repulsion_steps if sampling == "fibonacci" else 0)
+        points = sphere_points(sampling, num_points, repulsion_steps)  # (Fibonacci only)
         self.transform = SphericalTransform(lmax, points)
         if grid_frame == "local":
             self.frame = LocalFrame(channels)

@@ -9,7 +9,7 @@ block's ``preset`` key is resolved into plain options before this validation
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
 import torch
@@ -24,6 +24,12 @@ from est_fairchem.sphere.transform import min_sphere_points
 
 class ESTConfigError(ValueError):
     """An invalid ``est:`` option in a model config."""
+
+
+def default_spherical_width(grid_channels: int) -> int:
+    """The hidden width of a spherical expert when the options name none: 2 x the grid's
+    channels (design §5.6)."""
+    return 2 * grid_channels
 
 
 def options_mapping(options: Any, section: str, example: str) -> dict[str, Any]:
@@ -158,20 +164,46 @@ class ESTConfig:
         if self.num_steerable_experts + self.num_spherical_experts < 1:
             fail("num_steerable_experts", "at least one expert in total (steerable + spherical)")
 
+    def resolved(self, grid_channels: int, steerable_hidden_channels: int | None = None,
+                 fourier_channels: int | None = None) -> "ESTConfig":
+        """These options with every null width the block uses filled in and
+        ``repulsion_steps`` 0 unless the points are Fibonacci's (it refines only those): the
+        complete options blocks are built from, logged and stored in checkpoints. Unchanged
+        where already set; widths a backbone does not use stay null.
+
+        Args:
+            grid_channels: the channels the grid carries (EquiformerV2 ``sphere_channels``,
+                Equiformer C_F, the pure EST's ``channels``); spherical experts default to
+                :func:`default_spherical_width` of it.
+            steerable_hidden_channels: the steerable experts' default width, where the
+                backbone's experts take one (EquiformerV2).
+            fourier_channels: C_F, where the backbone projects to the sphere (Equiformer;
+                EquiformerV2 records its ``sphere_channels``).
+        """
+        return replace(
+            self,
+            spherical_hidden_channels=(self.spherical_hidden_channels
+                                       or default_spherical_width(grid_channels)),
+            steerable_hidden_channels=self.steerable_hidden_channels or steerable_hidden_channels,
+            fourier_channels=self.fourier_channels or fourier_channels,
+            repulsion_steps=self.repulsion_steps if self.sampling == "fibonacci" else 0,
+        )
+
     def spherical_branch(
         self, lmax: int, channels: int, invariant_scalars: bool = True,
         scalar_output: bool = False,
     ) -> SphericalBranch | None:
-        """The spherical branch on ``channels`` grid channels (hidden width default
-        2 x channels); None without spherical experts. ``invariant_scalars`` and
+        """The spherical branch on ``channels`` grid channels (the options resolved for them,
+        :meth:`resolved`); None without spherical experts. ``invariant_scalars`` and
         ``scalar_output``: see :class:`~est_fairchem.nn.spherical_branch.SphericalBranch`."""
         if self.num_spherical_experts == 0:
             return None
+        config = self.resolved(channels)
         return SphericalBranch(
-            lmax, channels, self.num_spherical_experts,
-            self.spherical_hidden_channels or 2 * channels, self.num_points, self.sampling,
-            self.repulsion_steps, self.num_heads, self.orientation_embedding,
-            self.random_grid_rotation, self.grid_frame, invariant_scalars, scalar_output,
+            lmax, channels, config.num_spherical_experts, config.spherical_hidden_channels,
+            config.num_points, config.sampling, config.repulsion_steps, config.num_heads,
+            config.orientation_embedding, config.random_grid_rotation, config.grid_frame,
+            invariant_scalars, scalar_output,
         )
 
     def update_block(

@@ -17,8 +17,8 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface
 from torch import nn
 
-from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
-from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
+from est_fairchem.models.common.est_preset import log_est_options, preset_name
+from est_fairchem.models.common.est_resolution import resolve_est_options
 from est_fairchem.models.common.graph import RadiusGraphBackbone
 from est_fairchem.models.common.init import init_equiformer_weights
 from est_fairchem.models.common.radial import BesselRadialBasis, GaussianRadialBasis
@@ -169,18 +169,13 @@ class EquiformerESTBackbone(StoredESTOptions, EquiformerBackbone):
     apply."""
 
     def __init__(self, est: dict[str, Any] | None = None, **equiformer_options: Any) -> None:
-        lmax = _irreps("irreps_node_embedding",
-                       equiformer_options.get("irreps_node_embedding", "256x0e+128x1e")).lmax
-        self.est_config = ESTConfig.from_mapping(resolve_preset(est, "equiformer", lmax),
-                                                 lmax=lmax)
-        if self.est_config.steerable_hidden_channels is not None:
-            raise ESTConfigError("est.steerable_hidden_channels: not used by Equiformer; its "
-                                 "steerable experts take irreps_mlp_mid")
-        super().__init__(**equiformer_options)
-        grid_channels = self.blocks[0].update.channels  # C_F, resolved by the update block
-        self.est_options = function_options(self.est_config, fourier_channels=grid_channels,
-                                            spherical_hidden_channels=2 * grid_channels)
+        irreps = _irreps("irreps_node_embedding",
+                         equiformer_options.get("irreps_node_embedding", "256x0e+128x1e"))
+        widest = max([mul for mul, ir in irreps if ir.l > 0], default=irreps.count("0e"))
+        self.est_config = resolve_est_options(est, "equiformer", irreps.lmax, widest)
+        self.est_options = function_options(self.est_config)
         log_est_options(self, preset_name(est))
+        super().__init__(**equiformer_options)
 
     def build_update(self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps) -> nn.Module:
         return EquiformerESTUpdate(irreps_in, irreps_mid, irreps_out, self.est_config)

@@ -48,8 +48,8 @@ class EquiformerESTUpdate(HybridExpertMixture):
     Args:
         irreps_in: node irreps (scalars first); irreps_mid: hidden irreps of each FFN expert;
         irreps_out: output irreps.
-        config: the EST options (``fourier_channels`` is C_F; default the largest
-            multiplicity of the degrees above 0).
+        config: the backbone's resolved EST options (``fourier_channels`` is C_F;
+            ``models.common.est_resolution``).
     """
 
     def __init__(
@@ -63,9 +63,10 @@ class EquiformerESTUpdate(HybridExpertMixture):
         self.num_steerable = config.num_steerable_experts
         self.num_spherical = config.num_spherical_experts
         self.recompute = config.recompute_update
-        self.channels = config.fourier_channels or max(
-            [mul for mul, ir in irreps_in if ir.l > 0], default=self.num_scalars
-        )
+        if config.fourier_channels is None:
+            raise ValueError("EquiformerESTUpdate needs resolved options: est.fourier_channels "
+                             "is null (models.common.est_resolution.resolve_est_options)")
+        self.channels = config.fourier_channels
         self.gate = ExpertGate(self.num_scalars, self.num_steerable + self.num_spherical)
         self.steerable_experts = nn.ModuleList(
             FeedForward(irreps_in, irreps_mid, irreps_out) for _ in range(self.num_steerable)

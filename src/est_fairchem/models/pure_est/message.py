@@ -78,6 +78,7 @@ class ESTMessageBlock(HybridExpertMixture):
         avg_degree: float = 1.0, alpha_drop: float = 0.0,
     ) -> None:
         super().__init__()
+        config = config.resolved(channels)
         self.lmax = lmax
         self.num_steerable = config.num_steerable_experts
         self.num_spherical = config.num_spherical_experts
@@ -95,9 +96,8 @@ class ESTMessageBlock(HybridExpertMixture):
         self.steerable_experts = nn.ModuleList(
             UniformFeedForward(lmax, channels, irreps_mlp_mid) for _ in range(self.num_steerable)
         )
-        self.spherical_experts = SphericalExperts(
-            channels, config.spherical_hidden_channels or 2 * channels, self.num_spherical
-        )
+        self.spherical_experts = SphericalExperts(channels, config.spherical_hidden_channels,
+                                                  self.num_spherical)
 
     def forward(
         self, x: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
