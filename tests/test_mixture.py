@@ -14,7 +14,7 @@ from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.nn.experts import ExpertGate
 from est_fairchem.nn.mixture import HybridExpertMixture
 from est_fairchem.testing.structures import graph_batch, made_molecule
-from tests.model_utils import build, small_model_config
+from tests.model_utils import build, seeded_gradients, small_model_config
 from tests.test_equiformer import equiformer_config
 from tests.test_est_preset import pure_est_config
 
@@ -54,10 +54,8 @@ def test_pure_est_activation_checkpointing_gives_the_stored_forwards_gradients(f
     batch = graph_batch([made_molecule(), made_molecule(seed=4)], radius)
 
     def gradients(net: torch.nn.Module) -> dict[str, torch.Tensor]:
-        torch.manual_seed(5)
-        net.zero_grad()
-        net(batch)["u0_atomization"]["u0_atomization"].square().sum().backward()
-        return {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+        return seeded_gradients(
+            net, lambda m: m(batch)["u0_atomization"]["u0_atomization"].square().sum(), 5)
 
     expected, actual = gradients(stored), gradients(recomputed)
     assert expected.keys() == actual.keys() and len(expected) > 20
