@@ -3,11 +3,11 @@
 For each sampling (Fibonacci lattice with and without repulsion, Lebedev, EquiformerV2's
 latitude-longitude grid), degree L and point count S:
 
-- error of one EST operation ``EST(x)`` alone (as spec §14) and of residual stacks of 1-6
-  blocks (``x <- x + EST(x)``, as in a model); spherical branch only: one spherical expert, no
-  steerable expert, so all error comes from the grid. Random weights, float64, eval mode (no
-  grid rotation): mean over random rotations R of mean|f(D(R)x) - D(R)f(x)| / mean|D(R)f(x)|
-  on random steerable features;
+- error of one EST operation ``EST(x)`` alone (as docs/design.md §13.1) and of residual stacks of
+  1-6 blocks (``x <- x + EST(x)``, as in a model); spherical branch only: one spherical expert, no
+  steerable expert, so all error comes from the grid. Random weights, float64, eval mode (no grid
+  rotation): mean over random rotations R of mean|f(D(R)x) - D(R)f(x)| / mean|D(R)f(x)| on random
+  steerable features;
 - cost: wall time of the forward + inverse transform alone and of one whole EST block forward
   (float32, N nodes x C channels), so accuracy per unit cost is visible.
 

@@ -1,4 +1,4 @@
-"""k-fold symmetric star test (paper Table 4; spec §13.2, Joshi et al. 2023 ``rotsym``).
+"""k-fold symmetric star test (paper Table 4; docs/design.md §12.2, Joshi et al. 2023 ``rotsym``).
 
 For each fold k: two graphs, a centre atom and k spokes at unit distance in the xy-plane
 (graph 1 = graph 0 rotated about z by q = 2 pi / (k + u), u ~ Uniform{1..k}). One
@@ -18,8 +18,8 @@ Models and readouts (the ``readout`` strings of the output state each one precis
   weights from a radial MLP on a Bessel basis, sum aggregation, gate, residual), linear
   classifier on the pooled degree <= L features ``[(L+1)^2 * C]``.
 
-Training (spec §13.2): batch size 1 shuffled, cross-entropy, Adam, ReduceLROnPlateau on the
-validation accuracy (factor 0.9, patience 25, min lr 1e-5), test accuracy at the best
+Training (docs/design.md §12.2): batch size 1 shuffled, cross-entropy, Adam, ReduceLROnPlateau
+on the validation accuracy (factor 0.9, patience 25, min lr 1e-5), test accuracy at the best
 validation accuracy (dojo's rule ``val >= best``; test set = validation set, so it is the
 best accuracy reached), seeds 0..9. Also a seed-free separability diagnostic per model: the
 relative difference of the two graphs' pooled readout features at initialisation (float64).
@@ -54,6 +54,7 @@ from torch.nn import functional as F
 from est_fairchem.models.common.init import init_equiformer_weights
 from est_fairchem.models.common.radial import BesselRadialBasis
 from est_fairchem.models.pure_est.backbone import ESTLayer
+from est_fairchem.sphere.wigner import wigner_d
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import edge_harmonics
 from est_fairchem.models.pure_est.message import ESTMessageBlock
@@ -286,19 +287,11 @@ def build_model(model: str, readout: str, lmax: int, channels: int, num_points: 
 
 
 def wigner_blocks(lmax: int, rotation: torch.Tensor) -> list[torch.Tensor]:
-    """Real Wigner-D blocks ``D_l(R)`` [2l+1, 2l+1], l = 0..L, of e3nn's harmonics, float64.
-
-    Fitted from ``Y_l(R p) = D_l(R) Y_l(p)`` by least squares on 256 random unit vectors:
-    exact to float64 round-off (e3nn's ``D_from_matrix`` goes through float32 tables and is
-    only good to ~1e-7).
-    """
-    points = torch.randn(256, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    blocks = []
-    for l in range(lmax + 1):
-        y = o3.spherical_harmonics(l, points, normalize=True)  # [M, 2l+1]
-        y_rotated = o3.spherical_harmonics(l, points @ rotation.T, normalize=True)
-        blocks.append(torch.linalg.lstsq(y, y_rotated).solution.T)
-    return blocks
+    """Real Wigner-D blocks ``D_l(R)`` [2l+1, 2l+1], l = 0..L, of e3nn's harmonics, float64,
+    exact to round-off (the package's ``wigner_d``; e3nn's ``D_from_matrix`` goes through
+    float32 tables unless the default dtype is float64)."""
+    d = wigner_d(lmax, rotation.to(torch.float64)[None])[0]
+    return [d[l * l:(l + 1) ** 2, l * l:(l + 1) ** 2] for l in range(lmax + 1)]
 
 
 def rotate_readout(model: nn.Module, features: torch.Tensor, rotation: torch.Tensor

@@ -30,6 +30,15 @@ def build(config: dict, seed: int = 0) -> torch.nn.Module:
     return build_model(config)
 
 
+def seeded_gradients(model: torch.nn.Module, loss, seed: int) -> dict[str, torch.Tensor]:
+    """``{name: gradient}`` of ``loss(model)`` after seeding torch's RNG with ``seed`` (so two
+    models draw the same random grid rotations); parameters without a gradient left out."""
+    torch.manual_seed(seed)
+    model.zero_grad()
+    loss(model).backward()
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
 def lmdb_samples(path: Path) -> list:
     """All samples of an LMDB dataset, read by fairchem's LmdbDataset (closed afterwards)."""
     from fairchem.core.datasets import LmdbDataset

@@ -77,6 +77,25 @@ def test_progress_line_names_the_structure_and_its_edges():
     assert result["edges"] > result["atoms"]
 
 
+def test_the_graph_uses_the_built_models_own_cutoff(tmp_path):
+    """design §14.2: the neighbour list takes the cutoff of the model the config builds, also
+    where the config sets none (fairchem's EquiformerV2 default, 5 A), so no other radius
+    enters the check."""
+    import yaml
+
+    from est_fairchem.tools.check_equivariance import check_equivariance, model_cutoff
+    from est_fairchem.tools.model_from_config import build_model, load_config
+
+    config = load_config(REPO / "configs/oc20/s2ef/demo/eqv2_demo.yml")
+    assert config["model"]["backbone"].pop("max_radius") != 5.0
+    path = tmp_path / "no_cutoff.yml"
+    path.write_text(yaml.safe_dump(config))
+    assert model_cutoff(build_model(config), path) == 5.0
+    lines: list[str] = []
+    check_equivariance(path, rotations=1, progress=lines.append)
+    assert "every neighbour within 5 A" in lines[0]
+
+
 def test_declared_outputs_follow_the_config():
     from est_fairchem.tools.check_equivariance import declared_outputs
 

@@ -16,7 +16,7 @@ from est_fairchem.testing import relative_error
 from est_fairchem.testing.backbone_suite import BackboneSuite
 from est_fairchem.testing.equivariance import rotation_errors
 from est_fairchem.testing.structures import graph_batch, made_slab
-from tests.model_utils import REPO, build
+from tests.model_utils import REPO, build, seeded_gradients
 
 RADIUS = 5.0
 SMALL_MODEL = REPO / "configs/oc20/is2re/demo/equiformer_small.yml"
@@ -214,10 +214,7 @@ def test_recompute_update_gives_the_same_gradients_and_keeps_less(float64):
     batch = graph_batch([made_slab(), made_slab(seed=4)], RADIUS)
 
     def gradients(model):
-        torch.manual_seed(11)
-        model.zero_grad()
-        model(batch)["energy"]["energy"].square().sum().backward()
-        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        return seeded_gradients(model, lambda m: m(batch)["energy"]["energy"].square().sum(), 11)
 
     stored, recomputed = gradients(stored_model), gradients(recompute_model)
     assert stored.keys() == recomputed.keys() and len(stored) > 10

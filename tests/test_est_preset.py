@@ -1,6 +1,6 @@
-"""``est: {preset: paper}``: the paper's options per backbone (spec §11), explicit keys over the
-preset, ``est: {}`` unchanged, the paper-size configs, checkpoints of a preset model, and the
-one log line naming the options a model was built with (also in a real ``fairchem`` log)."""
+"""``est: {preset: paper}``: the paper's options per backbone (docs/design.md §10), explicit keys
+over the preset, ``est: {}`` unchanged, the paper-size configs, checkpoints of a preset model, and
+the one log line naming the options a model was built with (also in a real ``fairchem`` log)."""
 
 from __future__ import annotations
 
@@ -59,17 +59,18 @@ CONFIGS = {
     "EquiformerESTBackbone": _est_block(equiformer_config),
     "ESTBackbone": _est_block(pure_est_config),
 }
-PAPER = {  # preset paper on the small models (spec §11; est_fairchem.models.common.est_preset)
+PAPER = {  # preset paper on the small models (docs/design.md §10; models.common.est_preset),
+    # resolved (models.common.est_resolution): EquiformerV2's grid carries sphere_channels = 16
     "EquiformerV2ESTBackbone": {**UNSET, **GRID, "num_points": 64, "num_steerable_experts": 5,
                                 "num_spherical_experts": 5, "steerable_hidden_channels": 16,
-                                "spherical_hidden_channels": 64},
+                                "spherical_hidden_channels": 64, "fourier_channels": 16},
     "EquiformerESTBackbone": {**UNSET, **GRID, "num_points": 64, "num_steerable_experts": 6,
                               "num_spherical_experts": 5, "fourier_channels": 128,
                               "spherical_hidden_channels": 512},
     "ESTBackbone": {**UNSET, **GRID, "num_points": 64, "num_steerable_experts": 4,
                     "num_spherical_experts": 4, "spherical_hidden_channels": 64},
 }
-DEFAULT_WIDTHS = {  # the widths the defaults resolve to in the stored options
+DEFAULT_WIDTHS = {  # the widths the defaults resolve to (est_config, stored options)
     "EquiformerV2ESTBackbone": {"est.steerable_hidden_channels": 8,
                                 "est.spherical_hidden_channels": 32, "est.fourier_channels": 16},
     "EquiformerESTBackbone": {"est.spherical_hidden_channels": 32, "est.fourier_channels": 16},
@@ -82,8 +83,8 @@ def _backbone(name: str, est: dict | None, seed: int = 0) -> torch.nn.Module:
 
 
 def test_paper_points_are_the_reference_codes_count_at_least_64():
-    """(2L+1)(2L+2) of the reference code (90 at L = 4, spec §11.1), at least 64 (§11.2,
-    §11.3)."""
+    """(2L+1)(2L+2) of the reference code (90 at L = 4), at least 64
+    (docs/design.md §10.5)."""
     assert [paper_num_points(lmax) for lmax in (1, 2, 3, 4, 6)] == [64, 64, 64, 90, 182]
 
 
@@ -101,14 +102,16 @@ def test_paper_preset_builds_the_documented_options(name, caplog):
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_est_defaults_are_unchanged_without_a_preset(name, caplog):
     """``est: {}``, no block and ``preset: default`` build the same model as before presets:
-    the old defaults, the same stored options, the same weights from the same seed."""
+    the old defaults (null widths resolved as the stored options hold them), the same stored
+    options, the same weights from the same seed."""
     with caplog.at_level(logging.INFO, logger="est_fairchem.models.common.est_preset"):
         backbones = [_backbone(name, est) for est in ({}, None, {"preset": "default"})]
     expected = {f"est.{k}": v for k, v in DEFAULTS.items()
                 if k not in ("random_grid_rotation", "recompute_update", "allow_option_change")}
     expected.update(DEFAULT_WIDTHS[name])
+    resolved = {**DEFAULTS, **{k[len("est."):]: v for k, v in DEFAULT_WIDTHS[name].items()}}
     for backbone in backbones:
-        assert backbone.est_config.to_dict() == DEFAULTS
+        assert backbone.est_config.to_dict() == resolved
         assert {k: v for k, v in backbone.est_options.items() if k.startswith("est.")} == expected
     states = [b.state_dict() for b in backbones]
     for state in states[1:]:

@@ -1,4 +1,4 @@
-"""The k-fold star benchmark (``benchmarks/expressiveness.py``, spec §13.2): data, the
+"""The k-fold star benchmark (``benchmarks/expressiveness.py``, docs/design.md §12.2): data, the
 symmetry argument on the TFN baseline, the EST readouts, training and the report."""
 
 from __future__ import annotations

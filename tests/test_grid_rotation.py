@@ -3,11 +3,12 @@
 import torch
 
 from est_fairchem.sphere.rotation import (
-    block_wigner_d,
+    quaternion_to_matrix,
     random_rotation_matrices,
     random_system_matrices,
     random_system_rotations,
 )
+from est_fairchem.sphere.wigner import wigner_d
 
 LMAX = 4
 
@@ -34,15 +35,15 @@ def test_one_rotation_per_system_and_rows_of_a_system_agree():
     assert torch.allclose(wigner @ wigner.transpose(1, 2), eye.expand_as(wigner), atol=1e-10)
 
 
-def test_wigner_of_the_drawn_rotation_matches_e3nn(float64):
-    """The Wigner-D of the training path is e3nn's D of the same rotation (same RNG draw;
-    float64 default dtype, which e3nn's generators need for full precision)."""
+def test_wigner_of_the_drawn_rotation_is_the_d_of_the_drawn_matrix(float64):
+    """The Wigner-D of the training path is the D of the rotation matrix the same RNG draw
+    gives."""
     systems = torch.tensor([0, 1, 1])
     torch.manual_seed(2)
     matrices = random_system_matrices(systems, 3, torch.float64, "cpu")
     torch.manual_seed(2)
     wigner = random_system_rotations(LMAX, systems, 3, torch.float64, "cpu")
-    assert torch.allclose(wigner, block_wigner_d(LMAX, matrices), atol=1e-10)
+    assert torch.allclose(wigner, wigner_d(LMAX, matrices), atol=1e-10)
 
 
 def test_edge_rows_index_rotations_drawn_per_node_bound():
@@ -50,3 +51,20 @@ def test_edge_rows_index_rotations_drawn_per_node_bound():
     edge_systems = torch.tensor([3])  # one edge, in system 3 of 4
     wigner = random_system_rotations(LMAX, edge_systems, 1, torch.float32, "cpu", max_systems=5)
     assert wigner.shape == (1, (LMAX + 1) ** 2, (LMAX + 1) ** 2) and wigner.dtype == torch.float32
+
+
+def test_quaternion_map_is_e3nns_rotation_for_any_norm():
+    """design §3.5: the same rotation as e3nn's ``quaternion_to_matrix`` of the unit quaternion,
+    for quaternions of any norm, and more precise in float32 (the reason to keep ours)."""
+    from e3nn import o3
+
+    torch.manual_seed(3)
+    q = torch.randn(1000, 4, dtype=torch.float64) * torch.rand(1000, 1, dtype=torch.float64) * 5
+    unit = q / q.norm(dim=1, keepdim=True)
+    assert torch.allclose(quaternion_to_matrix(q), o3.quaternion_to_matrix(unit), atol=1e-12)
+    near_identity = torch.nn.functional.normalize(
+        torch.tensor([1.0, 0, 0, 0], dtype=torch.float64) + 1e-3 * q, dim=1)
+    exact = quaternion_to_matrix(near_identity)
+    ours = (quaternion_to_matrix(near_identity.float()).double() - exact).abs().max()
+    theirs = (o3.quaternion_to_matrix(near_identity.float()).double() - exact).abs().max()
+    assert ours < 1e-6 < 1e-5 < theirs

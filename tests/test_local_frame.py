@@ -9,7 +9,7 @@ from e3nn import o3
 from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
 from est_fairchem.nn import ESTUpdate
 from est_fairchem.nn.local_frame import LocalFrame
-from est_fairchem.sphere.rotation import block_wigner_d
+from est_fairchem.sphere.transform import real_spherical_harmonics
 from est_fairchem.sphere.wigner import WignerFromRotation
 from est_fairchem.testing.equivariance import steerable_rotation_error
 from tests.test_backbone import SMALL_EST, _model, _rotation_errors
@@ -43,11 +43,15 @@ def _update_error(update: ESTUpdate, seed: int | None = None) -> float:
 
 
 @pytest.mark.parametrize("lmax", [0, 1, 2, 4, 6])
-def test_wigner_from_rotation_is_e3nns(float64, lmax):
+def test_wigner_from_rotation_turns_the_harmonics(float64, lmax):
+    """Y(R p) = D(R) Y(p) for e3nn's harmonics, the defining property, to round-off."""
     rotations = o3.rand_matrix(4, dtype=torch.float64)
     ours = WignerFromRotation(lmax)(rotations)
     assert ours.shape == (4, (lmax + 1) ** 2, (lmax + 1) ** 2)
-    assert torch.allclose(ours, block_wigner_d(lmax, rotations), atol=1e-10)
+    points = torch.nn.functional.normalize(torch.randn(30, 3, dtype=torch.float64), dim=1)
+    turned = real_spherical_harmonics(lmax, torch.einsum("rij,pj->rpi", rotations, points))
+    expected = torch.einsum("rkj,pj->rpk", ours, real_spherical_harmonics(lmax, points))
+    assert torch.allclose(turned, expected, atol=1e-12)
     # D(R^T) = D(R)^T, here from a non-contiguous (transposed) input
     inverse = WignerFromRotation(lmax)(rotations.transpose(1, 2))
     assert torch.allclose(inverse, ours.transpose(1, 2), atol=1e-10)

@@ -9,7 +9,7 @@ import pytest
 import torch
 from e3nn import o3
 
-from est_fairchem.sphere.rotation import block_wigner_d
+from est_fairchem.sphere.wigner import wigner_d
 from est_fairchem.sphere import (
     SphericalTransform,
     min_sphere_points,
@@ -17,7 +17,8 @@ from est_fairchem.sphere import (
     real_spherical_harmonics,
     sphere_points,
 )
-from est_fairchem.sphere.points import lebedev_point_counts
+from est_fairchem.sphere.points import SpherePoints, lebedev_point_counts
+from est_fairchem.sphere.transform import MAX_GRAM_CONDITION
 
 
 def _smallest_valid_count(sampling: str, bound: int) -> int:
@@ -32,7 +33,7 @@ def test_spherical_harmonics_follow_e3nn_wigner_d(float64):
     """Y(R p) = D(R) Y(p): the grid rotates with the steerable features."""
     rotation = o3.rand_matrix()
     points = torch.nn.functional.normalize(torch.randn(20, 3), dim=-1)
-    wigner = block_wigner_d(4, rotation[None])[0]
+    wigner = wigner_d(4, rotation[None])[0]
     lhs = real_spherical_harmonics(4, points @ rotation.T)
     rhs = real_spherical_harmonics(4, points) @ wigner.T
     assert torch.allclose(lhs, rhs, atol=1e-12)
@@ -113,3 +114,40 @@ def test_lebedev_rules_offered_have_positive_weights():
     assert 74 not in counts and {6, 110, 590} <= set(counts)
     for count in (6, 110, 590):
         assert np.all(sphere_points("lebedev", count, 0).weights > 0)
+
+
+def _gram_condition(lmax: int, points: SpherePoints) -> float:
+    harmonics = real_spherical_harmonics(lmax, torch.tensor(points.xyz))
+    weights = torch.tensor(points.weights)
+    return float(torch.linalg.cond(harmonics.T @ (weights[:, None] * harmonics)))
+
+
+def _equator(count: int) -> SpherePoints:
+    angle = np.arange(count) * 2 * math.pi / count
+    xyz = np.stack([np.cos(angle), np.sin(angle), np.zeros(count)], axis=1)
+    return SpherePoints(xyz=xyz, weights=np.full(count, 4 * math.pi / count))
+
+
+@pytest.mark.parametrize("lmax", [1, 2, 4, 6])
+def test_gram_condition_threshold_separates_usable_sets(float64, lmax):
+    """design §2.5: the point sets a config can ask for (Fibonacci from (L+1)^2 points on,
+    Lebedev rules exact to 2L) sit many decades below MAX_GRAM_CONDITION and build; sets
+    that cannot resolve degree L (one circle; Lebedev rules with enough points but exact below
+    2L) sit many decades above it and are refused."""
+    k = num_coefficients(lmax)
+    usable = [sphere_points("fibonacci", count, steps)
+              for count in (k, min_sphere_points(lmax), 2 * min_sphere_points(lmax))
+              for steps in (0, 500)]
+    usable.append(sphere_points("lebedev", min(count for count, degree
+                                               in lebedev_point_counts().items()
+                                               if degree >= 2 * lmax)))
+    degenerate = [_equator(4 * k)] + [
+        sphere_points("lebedev", count) for count, degree in lebedev_point_counts().items()
+        if count >= k and degree < 2 * lmax]
+    assert max(_gram_condition(lmax, points) for points in usable) < MAX_GRAM_CONDITION / 1e5
+    assert min(_gram_condition(lmax, points) for points in degenerate) > MAX_GRAM_CONDITION * 1e7
+    for points in usable:
+        SphericalTransform(lmax, points)
+    for points in degenerate:
+        with pytest.raises(ValueError, match="cannot resolve degrees up to"):
+            SphericalTransform(lmax, points)

@@ -1,5 +1,6 @@
-"""Reading fairchem checkpoints: the one place that opens the file, strips DDP prefixes and
-picks the weights fairchem predicts with.
+"""Reading fairchem checkpoints: the one place that opens a checkpoint file (and the RNG state
+file a stopped run writes beside it), strips DDP prefixes, picks the weights fairchem predicts
+with and loads weights into a model, naming every key a load leaves out.
 
 fairchem writes ``checkpoint.pt`` (training state: ``step``, ``epoch``, ``optimizer``,
 ``scheduler``, ``ema``) and ``best_checkpoint.pt`` (weights only), both dicts with a
@@ -10,6 +11,8 @@ config uses EMA (``optim.ema_decay``) and the checkpoint holds an EMA state.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,17 +36,21 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many types for files it cannot unpickle
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(
-            f"{path}: not a fairchem checkpoint (torch.load cannot read it: {reason})"
-        ) from error
+    checkpoint = _torch_load(path, "a fairchem checkpoint")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a fairchem checkpoint (expected a dict with a "
                               "'state_dict')")
     return checkpoint
+
+
+def _torch_load(path: str | Path, what: str) -> Any:
+    """``torch.load`` on CPU; a ``CheckpointError`` naming ``path`` and ``what`` it should be
+    when torch cannot read it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises many types for files it cannot unpickle
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path}: not {what} (torch.load cannot read it: {reason})") from error
 
 
 def strip_module_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,3 +88,37 @@ def prediction_state(checkpoint: Mapping[str, Any], trainable_names: Sequence[st
 def trainable_parameter_names(model: torch.nn.Module) -> list[str]:
     """The names of ``model``'s trainable parameters, in the order fairchem's EMA keeps them."""
     return [name for name, parameter in model.named_parameters() if parameter.requires_grad]
+
+
+def load_weights(model: torch.nn.Module, state: Mapping[str, Any], source: str | Path) -> None:
+    """``model.load_state_dict(state, strict=False)`` that logs a warning naming every key
+    ``state`` lacks and every key the model has no place for (``source``: the file the weights
+    come from). Checks of what must fit come first
+    (:mod:`est_fairchem.tools.checkpoint_loading`); this covers what they let through, such as
+    buffers a checkpoint need not hold, so nothing is left out silently."""
+    result = model.load_state_dict(state, strict=False)
+    for keys, what in ((result.missing_keys, "not in the checkpoint, left as built"),
+                       (result.unexpected_keys, "without a place in the model, ignored")):
+        if keys:
+            logging.warning(f"{source}: {len(keys)} key(s) {what}: {', '.join(keys)}")
+
+
+def write_rng_state(path: str | Path, step: int, states: list[Any]) -> None:
+    """Write every rank's RNG ``states`` at ``step`` to ``path`` (beside it first, then renamed
+    into place, so a kill during the write leaves no partial file)."""
+    partial = f"{path}.partial"
+    torch.save({"step": step, "states": states}, partial)
+    os.replace(partial, path)
+
+
+def read_rng_state(path: str | Path) -> dict[str, Any]:
+    """``{"step": int, "states": [one per rank]}`` as :func:`write_rng_state` wrote it.
+
+    Raises:
+        CheckpointError: naming ``path``, when torch cannot read it or it holds something else.
+    """
+    saved = _torch_load(path, "an RNG state file")
+    if not isinstance(saved, dict) or not {"step", "states"} <= set(saved):
+        raise CheckpointError(f"{path}: not an RNG state file (expected a dict with 'step' and "
+                              "'states')")
+    return saved

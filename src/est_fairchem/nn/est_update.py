@@ -1,4 +1,4 @@
-"""The EST update: a mixture of hybrid experts on steerable features (spec §5, §6).
+"""The EST update: a mixture of hybrid experts on steerable features (design §5, §6).
 
 Backbone-agnostic: it works on ``[N, (L+1)^2, C]`` tensors; the steerable experts are supplied
 by the backbone (EquiformerV2's feed-forward block, Equiformer's, ...), each a module mapping
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from est_fairchem.nn.experts import ExpertGate
-from est_fairchem.nn.recompute import recomputed_in_backward
+from est_fairchem.nn.mixture import HybridExpertMixture
 from est_fairchem.nn.renamed_keys import accept_old_keys
 from est_fairchem.nn.spherical_branch import SphericalBranch
 
@@ -31,19 +31,16 @@ _BRANCH_PARTS = ("transform.", "frame.", "wigner.", "attention.", "spherical_exp
                  "scalar_branch.")
 
 
-class ESTUpdate(nn.Module):
-    """Mixture of hybrid experts: steerable experts plus the spherical branch, one gate.
+class ESTUpdate(HybridExpertMixture):
+    """Mixture of hybrid experts on ``[N, (L+1)^2, C]``: steerable experts plus the spherical
+    branch, one gate reading the degree-0 row.
 
     Args:
         gate: the gate over all n_st + n_sp experts, from ``x^(0)``.
         steerable_experts: the n_st steerable experts (may be empty).
         spherical: the spherical branch with its n_sp experts; None for none.
-        steerable_mixture: ``f(experts, x, gates) -> sum_i gates[:, i] experts[i](x)``
-            computing all steerable experts at once (a backbone's batched form of its own
-            experts, e.g. ``models.equiformer_v2.experts.mix_eqv2_experts``); None: one call per expert.
-        recompute: in training, store only the inputs of the update for backward and
-            recompute it there (``torch.utils.checkpoint``, random grid rotations redrawn
-            identically): its activations are not kept, for a second forward in backward.
+        steerable_mixture, recompute: see
+            :class:`~est_fairchem.nn.mixture.HybridExpertMixture`.
     """
 
     def __init__(
@@ -77,27 +74,11 @@ class ESTUpdate(nn.Module):
             [N, (L+1)^2, C] update (the caller adds the residual); [N, 1, C] when the branch
             and experts return only the degree-0 row (a last layer).
         """
-        if self.recompute and self.training and torch.is_grad_enabled():
-            return recomputed_in_backward(self._update, x, batch)
-        return self._update(x, batch)
+        return self.mixture(x, batch)
 
-    def _update(self, x: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
-        # select / narrow rather than x[:, 0, :]-style indexing: each full-range slice would
-        # cost a zero fill and a copy in backward
-        gates = self.gate(x.select(1, 0))
-        if self.spherical is None:
-            return self.mix_steerable(x, gates)
-        if self.num_steerable == 0:  # (and no zero tensor to add the spherical branch to)
-            return self.spherical(x, gates, batch)
-        out = self.spherical(x, gates.narrow(1, self.num_steerable, self.num_spherical), batch)
-        return self.mix_steerable(x, gates.narrow(1, 0, self.num_steerable)) + out
+    def invariants(self, x: torch.Tensor) -> torch.Tensor:
+        return x.select(1, 0)  # (select: no full-range slice, no zero fill in backward)
 
-    def mix_steerable(self, x: torch.Tensor, gates: torch.Tensor) -> torch.Tensor:
-        """``sum_i gates[:, i] * steerable_experts[i](x)`` (n_st >= 1): [N, K, C], or what the
-        experts return."""
-        if self.steerable_mixture is not None:
-            return self.steerable_mixture(list(self.steerable_experts), x, gates)
-        out = 0
-        for i, expert in enumerate(self.steerable_experts):
-            out = out + gates[:, i, None, None] * expert(x)
-        return out
+    def spherical_part(self, x: torch.Tensor, gates: torch.Tensor,
+                       batch: torch.Tensor | None = None) -> torch.Tensor:
+        return self.spherical(x, gates, batch)

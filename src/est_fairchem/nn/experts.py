@@ -1,4 +1,4 @@
-"""Gate and spherical experts of the mixture of hybrid experts (spec §5)."""
+"""Gate and spherical experts of the mixture of hybrid experts (design §5)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class ExpertGate(nn.Module):
     """Dense softmax gate over all experts from the invariant (l=0) channels.
 
     ``g = softmax(SiLU(W2 SiLU(W1 LN(x0) + b1) + b2))`` as in the reference implementation
-    (spec §5); no top-k, no balance loss (the paper's Tables 7-8 found both hurt). Under
+    (design §5.1); no top-k, no balance loss (the paper's Tables 7-8 found both hurt). Under
     ``torch.autocast`` the softmax runs in float32 (autocast off), so the weights sum to 1 to
     float32 precision.
 

@@ -1,4 +1,4 @@
-"""Equiformer's feed-forward block on flat irreps features (spec §9.2), and its gated activation.
+"""Equiformer's feed-forward block on flat irreps features (design §9.2), and its gated activation.
 
 Used by Equiformer's update, its EST steerable experts, and the pure EST's steerable experts
 (through :class:`est_fairchem.nn.uniform_layers.UniformFeedForward`).

@@ -2,7 +2,7 @@
 
 The EST spherical branch samples each node's features on a fixed grid. Because the pointwise
 nonlinearities (attention, MLP) create degrees the grid cannot resolve, rotating the input
-does not exactly rotate the output (spec §14, §16): the error falls only slowly with the
+does not exactly rotate the output (design §4.5, §13): the error falls only slowly with the
 number of points. Sampling in a frame that turns *with* the node's features removes the error
 altogether, at any point count:
 
@@ -33,7 +33,7 @@ What is exact and what is approximate:
 - w = 1 (rho_a, rho_b >= t: every node of a structure without symmetry, in practice): exactly
   equivariant at any point count (to round-off).
 - w = 0 (rho below t/10: symmetric sites, up to round-off): the paper's fixed grid,
-  equivariant up to its discretisation error (spec §14), continuous in the positions, and the
+  equivariant up to its discretisation error (design §13.1), continuous in the positions, and the
   same for symmetry-equivalent atoms up to that error, whatever the round-off.
 - 0 < w < 1 (a band one decade wide): the blend; its equivariance error is (1 - w) times the
   grid's. These nodes cost a second evaluation of the branch.
@@ -58,7 +58,7 @@ _DEGREE_ONE_XYZ_ROWS = (1, 2, 3)
 # The condition number above which a frame is used alone (see the module docstring). Round-off
 # leaves rho near 1e-8 at symmetric sites in float32 (1e-7 from fairchem's float32 Wigner
 # tables in float64 runs); nodes without symmetry measured rho of 1e-2 to 1 (random weights
-# and trained demo models).
+# and trained demo models). design §5.6.
 FRAME_THRESHOLD = 1e-3
 
 

@@ -1,4 +1,5 @@
-"""Spherical self-attention over the S grid points of each node (spec §4, Eqs. 9 and 13)."""
+"""Spherical self-attention over the S grid points of each node (design §4; the paper's Eqs. 9
+and 13)."""
 
 from __future__ import annotations
 
@@ -97,8 +98,8 @@ class SphericalAttention(nn.Module):
     (s, t) gains ``p_s . p_t``, which depends only on the angle between the points and so is
     rotation invariant (Eq. 13). For a non-uniform point set the log quadrature weight of each
     key is added to the logits, making the softmax a quadrature of an integral over the sphere
-    (spec §16). Computed with ``torch.nn.functional.scaled_dot_product_attention``; under
-    ``torch.autocast`` the projections run in half precision but the attention itself (logits,
+    (design §4.3, §13.2). Computed with ``torch.nn.functional.scaled_dot_product_attention``;
+    under ``torch.autocast`` the projections run in half precision but the attention itself (logits,
     softmax, weighted sum) runs with autocast disabled in float32, as does its output.
 
     Args:

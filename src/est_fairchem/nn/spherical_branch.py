@@ -1,4 +1,4 @@
-"""The spherical branch of the EST update (spec §4-§6): steerable features to a grid on the
+"""The spherical branch of the EST update (design §4-§6): steerable features to a grid on the
 sphere, spherical attention and gated point-wise experts there, and back.
 
     h    = SA(F(x));  y = F^-1(sum_j g_j s_j(h))                on the grid
@@ -53,10 +53,10 @@ class SphericalBranch(nn.Module):
         hidden_channels: hidden width of each spherical expert.
         num_points, sampling, repulsion_steps: the sphere point set (see ``sphere_points``).
         num_heads, orientation_embedding: of the spherical attention.
-        random_grid_rotation: rotate the grid per system in training (spec §3.4); with
+        random_grid_rotation: rotate the grid per system in training (design §3.5); with
             ``grid_frame='local'`` the rotation turns the grid relative to each node's frame.
         grid_frame: ``global``: one fixed grid for all nodes (the paper; approximately
-            equivariant, spec §14); ``local``: the grid turns with each node's frame, built
+            equivariant, design §13.1); ``local``: the grid turns with each node's frame, built
             from its degree-1 features (exactly equivariant, see ``nn/local_frame.py``).
         invariant_scalars: replace the degree-0 output by :class:`InvariantScalars`; False
             keeps the grid's own degree-0 output (where only invariants leave the block).
@@ -91,7 +91,7 @@ class SphericalBranch(nn.Module):
         self.grid_frame = grid_frame
         self.scalar_output = scalar_output
         self.invariant_scalars = invariant_scalars and not scalar_output
-        points = sphere_points(sampling, num_points, repulsion_steps if sampling == "fibonacci" else 0)
+        points = sphere_points(sampling, num_points, repulsion_steps)  # (Fibonacci only)
         self.transform = SphericalTransform(lmax, points)
         if grid_frame == "local":
             self.frame = LocalFrame(channels)

@@ -1,5 +1,5 @@
 """Spherical cross-attention: the S query points of one grid attend over the S key points of
-another (the EST message block, spec §4 "two uses", §8)."""
+another (the EST message block, design §4.4, §8.1)."""
 
 from __future__ import annotations
 

@@ -16,28 +16,31 @@ from est_fairchem.nn.irreps_feed_forward import FeedForward
 from est_fairchem.nn.irreps_layout import coefficients_to_irreps, irreps_to_coefficients, uniform_irreps
 
 
-def degree_of_rows(lmax: int) -> torch.Tensor:
-    """[(L+1)^2] long: the degree l of each coefficient row."""
-    return torch.tensor([l for l in range(lmax + 1) for _ in range(2 * l + 1)], dtype=torch.long)
-
-
 class DegreeLinear(nn.Module):
     """Degree-wise linear map ``[N, K, C_in] -> [N, K, C_out]``: one ``[C_in, C_out]`` matrix per
     degree shared by the 2l+1 orders (the most general equivariant linear map, Schur), a bias
     on degree 0 only.
+
+    The map of fairchem's ``SO3_LinearV2`` (tests/test_uniform_layers.py), kept because that
+    stores its weight transposed (``[L+1, C_out, C_in]``) beside a persistent index: old
+    checkpoints' EMA and optimizer states, which fairchem restores by parameter position, would
+    no longer fit the weight.
 
     Args:
         lmax: L; in_channels, out_channels: C_in, C_out.
     """
 
     def __init__(self, lmax: int, in_channels: int, out_channels: int) -> None:
+        from fairchem.core.models.equiformer_v2.layer_norm import get_l_to_all_m_expand_index
+
         super().__init__()
         self.lmax = lmax
         bound = 1.0 / math.sqrt(in_channels)
         weight = torch.empty(lmax + 1, in_channels, out_channels).uniform_(-bound, bound)
         self.weight = nn.Parameter(weight)
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.register_buffer("rows", degree_of_rows(lmax), persistent=False)
+        # the degree of each coefficient row
+        self.register_buffer("rows", get_l_to_all_m_expand_index(lmax), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[N, K, C_in] -> [N, K, C_out]."""
@@ -49,6 +52,10 @@ class EquivariantRMSNorm(nn.Module):
     """Layer norm of uniform steerable features: LayerNorm over channels on degree 0; each
     degree l > 0 divided by ``sqrt(mean_{m,c} x_lmc^2 + eps)`` (the root mean square over its
     orders and channels, rotation invariant) and scaled per channel. No bias above degree 0.
+
+    The function of fairchem's ``EquivariantLayerNormArray`` (tests/test_uniform_layers.py),
+    kept because that holds two parameter tensors where this holds three: old checkpoints'
+    EMA and optimizer states, which fairchem restores by parameter position, would not fit.
 
     Args:
         lmax: L; channels: C; eps: added to the mean squares.

@@ -4,14 +4,14 @@ Every point set is returned as a :class:`SpherePoints` of float64 numpy arrays:
 ``xyz`` ``[S, 3]`` unit vectors and ``weights`` ``[S]`` summing to 4*pi (the area of
 the sphere), so that ``sum_s weights[s] * f(xyz[s])`` approximates ``int_{S^2} f``.
 
-Point sets (spec §3, §9.1, §16):
+Point sets (design §3):
 
-- ``fibonacci``: the half-offset Fibonacci lattice z_s = 1 - (2s-1)/S,
-  phi_s = 2*pi*s/golden_ratio (s = 1..S). This is the intended form of the paper's Eq. (11)
-  (as printed its z_s leaves [-1, 1]); it is preferred over the pole-inclusive variant of the
-  reference code because it measured 1.5-5x lower equivariance error (spec §14). Optionally
-  refined by the repulsion ("molecular-dynamics-like") iteration of spec §3.3, computed once
-  and cached. Weights are uniform, 4*pi/S.
+- ``fibonacci``: the half-offset Fibonacci lattice z_s = 1 - (2s-1)/S, phi_s = 2*pi*s/golden_ratio
+  (s = 1..S). This is the intended form of the paper's Eq. (11) (as printed its z_s leaves [-1, 1]);
+  it is preferred over the pole-inclusive variant of the reference code because it measured 1.5-5x
+  lower equivariance error (design §3.1, §13.1). Optionally refined by the repulsion
+  ("molecular-dynamics-like") iteration of design §3.2, computed once and cached. Weights are
+  uniform, 4*pi/S.
 - ``lebedev``: Lebedev rules from ``scipy.integrate.lebedev_rule`` (exact for polynomials up to
   the rule's degree); only the point counts of the published rules exist.
 - ``latlong``: EquiformerV2's (e3nn's) latitude-longitude grid, res x res points with
@@ -28,7 +28,7 @@ from functools import lru_cache
 import numpy as np
 
 SAMPLINGS = ("fibonacci", "lebedev", "latlong")
-_LEBEDEV_MAX_DEGREE = 131
+_LEBEDEV_MAX_DEGREE = 131  # the highest order scipy ships (design §3.3)
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class SpherePoints:
 
     @property
     def is_uniform(self) -> bool:
+        # equal to float64 round-off: Fibonacci's 4 pi / S (design §4.3: no log-weights then)
         return bool(np.allclose(self.weights, self.weights.mean(), rtol=1e-12, atol=0.0))
 
 
@@ -62,7 +63,7 @@ def fibonacci_lattice(num_points: int) -> np.ndarray:
 def repulsion_refine(
     xyz: np.ndarray, steps: int = 500, step_size: float = 0.01, strength: float = 0.01
 ) -> np.ndarray:
-    """Spread points by inverse-square repulsion confined to the sphere (spec §3.3).
+    """Spread points by inverse-square repulsion confined to the sphere (design §3.2).
 
     Each step moves every point by ``step_size * F_i`` with
     ``F_i = strength * sum_j (p_i - p_j) / |p_i - p_j|^3`` and projects back onto the sphere.
@@ -77,7 +78,7 @@ def repulsion_refine(
         diff = points[:, None, :] - points[None, :, :]  # [S, S, 3]
         dist = np.linalg.norm(diff, axis=-1)
         np.fill_diagonal(dist, np.inf)
-        dist = np.where(dist < 1e-10, np.inf, dist)
+        dist = np.where(dist < 1e-10, np.inf, dist)  # coincident: no direction (design §3.2)
         force = strength * (diff / dist[..., None] ** 3).sum(axis=1)
         points = points + step_size * force
         points /= np.linalg.norm(points, axis=1, keepdims=True)

@@ -1,4 +1,4 @@
-"""Random rotations of the sphere grid (spec §3.4), as block-diagonal Wigner-D matrices.
+"""Random rotations of the sphere grid (design §3.5), as block-diagonal Wigner-D matrices.
 
 Drawn on the features' device without reading anything back to the host: a training step on
 a GPU keeps its kernel queue full (no ``int(tensor)`` or CPU round trip per layer).
@@ -10,25 +10,11 @@ from functools import lru_cache
 
 import torch
 
-from est_fairchem.sphere.wigner import WignerFromRotation
-
-
-def block_wigner_d(lmax: int, rotations: torch.Tensor) -> torch.Tensor:
-    """Block-diagonal real Wigner-D of degrees 0..lmax for rotation matrices [B, 3, 3].
-
-    In e3nn's convention, so that ``Y(R p) = D(R) Y(p)`` for e3nn's spherical harmonics.
-    Computed by e3nn on the CPU (a reference for tests; the training path uses
-    :func:`random_system_rotations`) and returned on the rotations' device.
-    Returns [B, (L+1)^2, (L+1)^2].
-    """
-    from e3nn import o3
-
-    irreps = o3.Irreps([(1, (l, 1)) for l in range(lmax + 1)])
-    return irreps.D_from_matrix(rotations.cpu()).to(rotations.device)
+from est_fairchem.sphere.wigner import wigner_d
 
 
 @lru_cache(maxsize=None)
-def _quaternion_to_matrix(dtype: torch.dtype, device: str) -> torch.Tensor:
+def _quaternion_basis(dtype: torch.dtype, device: str) -> torch.Tensor:
     """T [4, 4, 3, 3] with ``R_ab = sum_ij q_i q_j T_ijab / |q|^2`` for q = (w, v), from
     ``R = (w^2 - v.v) I + 2 v v^T + 2 w [v]_x`` with ``[v]_x[a, b] = -eps_abk v_k``."""
     t = torch.zeros(4, 4, 3, 3, dtype=torch.float64)
@@ -47,17 +33,26 @@ def _quaternion_to_matrix(dtype: torch.dtype, device: str) -> torch.Tensor:
     return t.to(dtype=dtype, device=device)
 
 
-def random_rotation_matrices(num: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
-    """``num`` Haar-random 3x3 rotations drawn on ``device``: [num, 3, 3].
+def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [B, 3, 3] of quaternions ``q = (w, x, y, z)`` [B, 4], of any nonzero
+    norm: a fixed linear map of ``q q^T``, divided by ``|q|^2``.
 
-    Normalised Gaussian 4-vectors are uniform unit quaternions, whose rotations are Haar
-    distributed on SO(3); the rotation is a fixed linear map of the quaternion's outer product
-    (a handful of kernels).
+    The rotation e3nn's ``o3.quaternion_to_matrix`` gives for unit quaternions; kept because
+    e3nn's (via Euler angles) takes 4x the operators, unit quaternions only, and loses float32
+    precision near the identity (measured, design §3.5).
     """
-    q = torch.randn(num, 4, dtype=dtype, device=device)
-    outer = q[:, :, None] * q[:, None, :]  # [num, 4, 4]
-    basis = _quaternion_to_matrix(dtype, str(torch.device(device))).view(16, 9)
-    return (outer.view(num, 16) @ basis).view(num, 3, 3) / (q * q).sum(-1)[:, None, None]
+    outer = q[:, :, None] * q[:, None, :]  # [B, 4, 4]
+    basis = _quaternion_basis(q.dtype, str(q.device)).view(16, 9)
+    return (outer.reshape(-1, 16) @ basis).view(-1, 3, 3) / (q * q).sum(-1)[:, None, None]
+
+
+def random_rotation_matrices(num: int, dtype: torch.dtype, device: torch.device | str,
+                             generator: torch.Generator | None = None) -> torch.Tensor:
+    """``num`` Haar-random 3x3 rotations drawn on ``device`` (from ``generator`` if given):
+    [num, 3, 3]. Normalised Gaussian 4-vectors are uniform unit quaternions, whose rotations
+    are Haar distributed on SO(3) (design §3.5)."""
+    q = torch.randn(num, 4, dtype=dtype, device=device, generator=generator)
+    return quaternion_to_matrix(q)
 
 
 def _per_system_rotations(
@@ -90,11 +85,6 @@ def random_system_matrices(
     return _gather_rows(rotations, systems, num_rows)
 
 
-@lru_cache(maxsize=None)
-def _wigner_on(lmax: int, device: str) -> WignerFromRotation:
-    return WignerFromRotation(lmax).to(device)
-
-
 def random_system_rotations(
     lmax: int, systems: torch.Tensor | None, num_rows: int, dtype: torch.dtype,
     device: torch.device | str, max_systems: int | None = None,
@@ -102,12 +92,12 @@ def random_system_rotations(
     """One Haar-random Wigner-D per system, gathered per row: [num_rows, (L+1)^2, (L+1)^2].
 
     ``systems``, ``max_systems`` as in :func:`random_system_matrices`. The Wigner-D matrices
-    are computed in float64 on ``device`` (``WignerFromRotation``, exact to round-off) and cast
-    to ``dtype``.
+    are computed in float64 on ``device`` (:func:`~est_fairchem.sphere.wigner.wigner_d`, exact
+    to round-off) and cast to ``dtype``.
     """
     device = torch.device(device)
     rotations = _per_system_rotations(systems, num_rows, max_systems, torch.float64, device)
-    wigner = _wigner_on(lmax, str(device))(rotations).to(dtype)
+    wigner = wigner_d(lmax, rotations).to(dtype)
     return _gather_rows(wigner, systems, num_rows)
 
 

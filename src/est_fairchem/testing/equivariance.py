@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
-from est_fairchem.sphere.rotation import block_wigner_d
+from est_fairchem.sphere.rotation import random_rotation_matrices
+from est_fairchem.sphere.wigner import wigner_d
 
 
 @contextlib.contextmanager
@@ -33,7 +34,7 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 def rotate_steerable(x: torch.Tensor, rotation: torch.Tensor, lmax: int) -> torch.Tensor:
     """Apply D(R) to steerable features [N, (L+1)^2, C] (e3nn convention); R is [3, 3]."""
-    wigner = block_wigner_d(lmax, rotation[None].to(torch.float64))[0].to(x.dtype)
+    wigner = wigner_d(lmax, rotation[None].to(torch.float64))[0].to(x.dtype)
     return torch.einsum("kj,njc->nkc", wigner, x)
 
 
@@ -58,8 +59,7 @@ def random_rotation(generator: torch.Generator | None = None) -> torch.Tensor:
 
     if generator is None:
         return o3.rand_matrix(dtype=torch.float64)
-    quaternion = torch.randn(4, generator=generator, dtype=torch.float64)
-    return o3.quaternion_to_matrix(quaternion / quaternion.norm())
+    return random_rotation_matrices(1, torch.float64, "cpu", generator)[0]
 
 
 def rotation_changes(predict, atoms, vectors: tuple[str, ...] = (), rotations: int = 3,

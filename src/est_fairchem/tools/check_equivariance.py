@@ -126,6 +126,18 @@ def _element_check(atoms, backbone: dict, name: str, config_path: Path) -> None:
             "check it on a structure of the elements it was made for (--structure)")
 
 
+def model_cutoff(model: torch.nn.Module, config_path: Path) -> float:
+    """The cutoff (Angstrom) of the built model's own graph: its backbone's ``cutoff``
+    (fairchem's models and this package's backbones set it from ``max_radius`` or ``cutoff``,
+    or from their default where the config sets none; docs/design.md §14.2)."""
+    cutoff = getattr(getattr(model, "backbone", model), "cutoff", None)
+    if not isinstance(cutoff, (int, float)) or cutoff <= 0:
+        raise InputError(f"{config_path}: the model it builds has no positive `cutoff` "
+                         f"(got {cutoff!r}); check-equivariance builds its graph with the "
+                         "model's own cutoff")
+    return float(cutoff)
+
+
 def _check(
     config_path: Path, checkpoint: Path | None, structure: Path | None, rotations: int, seed: int,
     progress: Callable[[str], None] | None,
@@ -143,10 +155,10 @@ def _check(
     else:
         atoms, name = made_molecule(), "made ethanol molecule"
     _element_check(atoms, backbone, name, config_path)
-    radius = float(backbone.get("max_radius", backbone.get("cutoff", 6.0)))
     checked, unchecked = declared_outputs(config)
     torch.manual_seed(seed)
     model = build_model(config)
+    radius = model_cutoff(model, config_path)
     stored = None
     if checkpoint is not None:
         stored = load_prediction_weights(model, checkpoint, config, config_path)

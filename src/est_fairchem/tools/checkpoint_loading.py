@@ -15,17 +15,23 @@ from pathlib import Path
 
 import torch
 
-from est_fairchem.checkpoints import prediction_state, read_checkpoint, trainable_parameter_names
+from est_fairchem.checkpoints import (
+    load_weights, prediction_state, read_checkpoint, trainable_parameter_names,
+)
 from est_fairchem.errors import InputError
+from est_fairchem.nn.renamed_keys import current_keys
 
 MAX_LISTED = 60
 
 
-def prediction_weights(model: torch.nn.Module, checkpoint: dict, config: dict,
-                       path: str | Path) -> dict[str, object]:
-    """The checkpoint's state dict (DDP ``module.`` prefixes removed) with, when ``config``
-    uses EMA (``optim.ema_decay``) and the checkpoint holds an EMA state, the shadow
-    parameters in place of ``model``'s trainable parameters (what fairchem predicts with)."""
+def config_model_weights(model: torch.nn.Module, checkpoint: dict, config: dict,
+                         path: str | Path) -> dict[str, object]:
+    """The weights fairchem's ``--mode predict`` loads into ``model``, built from ``config``
+    (not from the checkpoint's own config): the checkpoint's state dict (DDP ``module.``
+    prefixes removed) with, when ``config`` uses EMA (``optim.ema_decay``) and the checkpoint
+    holds an EMA state, the shadow parameters in place of ``model``'s trainable parameters.
+    (:func:`est_fairchem.models.equiformer_v2.checkpoint.prediction_weights` is the same for
+    the checkpoint's own model.)"""
     uses_ema = bool((config.get("optim") or {}).get("ema_decay"))
     return prediction_state(checkpoint, trainable_parameter_names(model) if uses_ema else None,
                             path)
@@ -33,7 +39,9 @@ def prediction_weights(model: torch.nn.Module, checkpoint: dict, config: dict,
 
 def fit_problems(model: torch.nn.Module, weights: dict[str, object]) -> list[str]:
     """One line per tensor of ``weights`` whose shape differs from ``model``'s, per model
-    parameter the weights lack, and per weight the model has no place for."""
+    parameter the weights lack, and per weight the model has no place for (keys of renamed
+    parameters under their current names: ``nn.renamed_keys``)."""
+    weights = current_keys(model, weights)
     target = model.state_dict()
     parameters = {name for name, _ in model.named_parameters()}
     problems = []
@@ -61,7 +69,7 @@ def load_prediction_weights(model: torch.nn.Module, checkpoint_path: str | Path,
             an EST checkpoint trained with other EST options (``trained_options``).
     """
     checkpoint = read_checkpoint(checkpoint_path)
-    weights = prediction_weights(model, checkpoint, config, checkpoint_path)
+    weights = config_model_weights(model, checkpoint, config, checkpoint_path)
     problems = fit_problems(model, weights)
     if problems:
         shown = problems[:MAX_LISTED] + (["  ..."] if len(problems) > MAX_LISTED else [])
@@ -69,7 +77,7 @@ def load_prediction_weights(model: torch.nn.Module, checkpoint_path: str | Path,
             f"{checkpoint_path}: its weights do not fit the model of {config_path} "
             f"({len(problems)} tensors; name: checkpoint shape, model shape):\n" + "\n".join(shown))
     try:
-        model.load_state_dict(weights, strict=False)
+        load_weights(model, weights, checkpoint_path)
     except InputError as error:
         raise InputError(f"{checkpoint_path}: {error}") from None
     return checkpoint

@@ -56,6 +56,7 @@ from fairchem.core.common import distutils
 from fairchem.core.models.equiformer_v2.trainers.forces_trainer import EquiformerV2ForcesTrainer
 from fairchem.core.trainers import OCPTrainer
 
+from est_fairchem.checkpoints import read_rng_state, write_rng_state
 from est_fairchem.trainers.step_budget import StepBudgetMixin
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGUSR1)
@@ -131,9 +132,8 @@ class PreemptionMixin:
         self.epoch = self.step / len(self.train_loader)
         rng_states = distutils.gather_objects(self._get_rng_state())
         if distutils.is_master() and not self.is_debug:
-            rng_path = os.path.join(self.config["cmd"]["checkpoint_dir"], RNG_STATE_FILE)
-            torch.save({"step": self.step, "states": rng_states}, rng_path + ".partial")
-            os.replace(rng_path + ".partial", rng_path)
+            write_rng_state(os.path.join(self.config["cmd"]["checkpoint_dir"], RNG_STATE_FILE),
+                            self.step, rng_states)
         path = self.save(checkpoint_file="checkpoint.pt", training_state=True)
         distutils.synchronize()
         if distutils.is_master():
@@ -164,7 +164,7 @@ class PreemptionMixin:
         rng_path = os.path.join(os.path.dirname(checkpoint_path), RNG_STATE_FILE)
         if inference_only or not os.path.isfile(checkpoint_path) or not os.path.isfile(rng_path):
             return
-        saved = torch.load(rng_path, map_location="cpu", weights_only=False)
+        saved = read_rng_state(rng_path)
         if saved["step"] == self.step and len(saved["states"]) == distutils.get_world_size():
             self._pending_rng_state = saved["states"][distutils.get_rank()]
             logging.info(f"RNG state of step {self.step} from {rng_path}: set at the next step")

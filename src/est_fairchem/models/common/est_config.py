@@ -9,7 +9,7 @@ block's ``preset`` key is resolved into plain options before this validation
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Mapping
 
 import torch
@@ -24,6 +24,12 @@ from est_fairchem.sphere.transform import min_sphere_points
 
 class ESTConfigError(ValueError):
     """An invalid ``est:`` option in a model config."""
+
+
+def default_spherical_width(grid_channels: int) -> int:
+    """The hidden width of a spherical expert when the options name none: 2 x the grid's
+    channels (design §5.6)."""
+    return 2 * grid_channels
 
 
 def options_mapping(options: Any, section: str, example: str) -> dict[str, Any]:
@@ -64,13 +70,13 @@ def check_known_options(
 
 @dataclass(frozen=True)
 class ESTConfig:
-    """Options of the EST update block (spec §3-§6, §11.1).
+    """Options of the EST update block (design §3-§6, §10).
 
     Attributes:
         num_points: S, sphere points of the transform (default 64 = (2L)^2 for L=4, the
             sampling bound; with ``grid_frame: local`` more points buy no equivariance).
         sampling: point set, one of ``fibonacci``, ``lebedev``, ``latlong``.
-        repulsion_steps: repulsion iterations refining the Fibonacci lattice (spec §3.3).
+        repulsion_steps: repulsion iterations refining the Fibonacci lattice (design §3.2).
         num_steerable_experts: n_st, copies of the backbone's feed-forward block.
         num_spherical_experts: n_sp, point-wise MLP experts after spherical attention.
         steerable_hidden_channels: hidden width of steerable experts (None: half the
@@ -85,9 +91,9 @@ class ESTConfig:
             grid carries ``sphere_channels``). Equiformer: the width of the degree-wise
             projection to the sphere (None: the largest multiplicity of the degrees above 0).
         num_heads: heads of the spherical attention (reference: 1).
-        orientation_embedding: append point directions to queries and keys (Eq. 13).
+        orientation_embedding: append point directions to queries and keys (design §4.2).
         random_grid_rotation: in training, rotate the grid by a random rotation per system
-            (spec §3.4); never in eval.
+            (design §3.5); never in eval.
         recompute_update: in training, recompute the update block in backward instead of
             storing its activations (``torch.utils.checkpoint``): less memory, one more
             forward of the update per step. Every backbone (EquiformerV2, Equiformer, pure EST).
@@ -158,20 +164,46 @@ class ESTConfig:
         if self.num_steerable_experts + self.num_spherical_experts < 1:
             fail("num_steerable_experts", "at least one expert in total (steerable + spherical)")
 
+    def resolved(self, grid_channels: int, steerable_hidden_channels: int | None = None,
+                 fourier_channels: int | None = None) -> "ESTConfig":
+        """These options with every null width the block uses filled in and
+        ``repulsion_steps`` 0 unless the points are Fibonacci's (it refines only those): the
+        complete options blocks are built from, logged and stored in checkpoints. Unchanged
+        where already set; widths a backbone does not use stay null.
+
+        Args:
+            grid_channels: the channels the grid carries (EquiformerV2 ``sphere_channels``,
+                Equiformer C_F, the pure EST's ``channels``); spherical experts default to
+                :func:`default_spherical_width` of it.
+            steerable_hidden_channels: the steerable experts' default width, where the
+                backbone's experts take one (EquiformerV2).
+            fourier_channels: C_F, where the backbone projects to the sphere (Equiformer;
+                EquiformerV2 records its ``sphere_channels``).
+        """
+        return replace(
+            self,
+            spherical_hidden_channels=(self.spherical_hidden_channels
+                                       or default_spherical_width(grid_channels)),
+            steerable_hidden_channels=self.steerable_hidden_channels or steerable_hidden_channels,
+            fourier_channels=self.fourier_channels or fourier_channels,
+            repulsion_steps=self.repulsion_steps if self.sampling == "fibonacci" else 0,
+        )
+
     def spherical_branch(
         self, lmax: int, channels: int, invariant_scalars: bool = True,
         scalar_output: bool = False,
     ) -> SphericalBranch | None:
-        """The spherical branch on ``channels`` grid channels (hidden width default
-        2 x channels); None without spherical experts. ``invariant_scalars`` and
+        """The spherical branch on ``channels`` grid channels (the options resolved for them,
+        :meth:`resolved`); None without spherical experts. ``invariant_scalars`` and
         ``scalar_output``: see :class:`~est_fairchem.nn.spherical_branch.SphericalBranch`."""
         if self.num_spherical_experts == 0:
             return None
+        config = self.resolved(channels)
         return SphericalBranch(
-            lmax, channels, self.num_spherical_experts,
-            self.spherical_hidden_channels or 2 * channels, self.num_points, self.sampling,
-            self.repulsion_steps, self.num_heads, self.orientation_embedding,
-            self.random_grid_rotation, self.grid_frame, invariant_scalars, scalar_output,
+            lmax, channels, config.num_spherical_experts, config.spherical_hidden_channels,
+            config.num_points, config.sampling, config.repulsion_steps, config.num_heads,
+            config.orientation_embedding, config.random_grid_rotation, config.grid_frame,
+            invariant_scalars, scalar_output,
         )
 
     def update_block(

@@ -2,7 +2,7 @@
 
 ``preset: default`` (or no preset) leaves the block as written: the :class:`ESTConfig`
 defaults fill in the rest (two spherical experts of width 2C, no steerable expert, 64 points,
-local frame). ``preset: paper`` gives the paper's model as reconstructed in spec §11: the
+local frame). ``preset: paper`` gives the paper's model as reconstructed in design §10: the
 paper's grid (Fibonacci points with repulsion, one global grid turned by a random rotation per
 system in training) and, per backbone, the expert mix of this package's paper-size configs.
 Keys written beside the preset override it. The preset is resolved before
@@ -22,31 +22,31 @@ PRESETS = ("default", "paper")
 BACKBONES = ("equiformer_v2", "equiformer", "pure_est")
 
 PAPER_GRID = {
-    "sampling": "fibonacci",  # spec §3 (Eq. 11)
-    "repulsion_steps": 500,  # spec §3.3
+    "sampling": "fibonacci",  # design §3.1 (the paper's Eq. 11)
+    "repulsion_steps": 500,  # design §3.2
     "grid_frame": "global",  # the paper's one fixed grid
-    "random_grid_rotation": True,  # spec §3.4
-    "num_heads": 1,  # spec §15.4
-    "orientation_embedding": True,  # Eq. 13
+    "random_grid_rotation": True,  # design §3.5
+    "num_heads": 1,  # design §4.1
+    "orientation_embedding": True,  # design §4.2 (the paper's Eq. 13)
 }
 """The paper's grid and attention, the same for every backbone."""
 
 PAPER_EXPERTS = {
-    "equiformer_v2": (5, 5),  # 44.4M with this package's experts (paper 45M; spec §11.1)
-    "equiformer": (6, 5),  # 32.9M on Equiformer's IS2RE model (paper 32.47M; spec §11.2)
-    "pure_est": (4, 4),  # QM9 (spec §11.3: counts stripped; spherical 2-4)
+    "equiformer_v2": (5, 5),  # 44.4M with this package's experts (paper 45M; design §10.2)
+    "equiformer": (6, 5),  # 32.9M on Equiformer's IS2RE model (paper 32.47M; design §10.3)
+    "pure_est": (4, 4),  # QM9 (design §10.4: counts lost; spherical 2-4)
 }
 """(steerable, spherical) expert counts per backbone: the paper's counts were stripped
 (Tables 9, 10); these match its parameter counts where it gives one."""
 
-PAPER_FOURIER_CHANNELS = 128  # C_F of Equiformer's projection to the sphere (spec §11.2)
-PAPER_SPHERICAL_WIDTH = 4  # spherical expert hidden = 4 x grid channels (spec §5, §11.1)
-PAPER_MIN_POINTS = 64  # spec §11.2 (L = 1: S >= 64), §11.3 and Table 12 (L = 2: S = 64)
+PAPER_FOURIER_CHANNELS = 128  # C_F of Equiformer's projection to the sphere (design §10.3)
+PAPER_SPHERICAL_WIDTH = 4  # spherical expert hidden = 4 x grid channels (design §5.3, §10.2)
+PAPER_MIN_POINTS = 64  # design §10.5 (L = 1: S >= 64; L = 2: S = 64, Table 12)
 
 
 def paper_num_points(lmax: int) -> int:
-    """S of the paper preset: the reference code's (2L+1)(2L+2) (90 at L = 4, spec §11.1),
-    at least 64 (spec §15.5: 64 for L = 2, at least 64 for L = 1)."""
+    """S of the paper preset: the reference code's (2L+1)(2L+2) (90 at L = 4),
+    at least 64 (64 for L = 2, at least 64 for L = 1; design §10.5)."""
     return max((2 * lmax + 1) * (2 * lmax + 2), PAPER_MIN_POINTS)
 
 
@@ -62,7 +62,7 @@ def preset_name(options: Any) -> str:
 
 def _paper_widths(backbone: str, explicit: Mapping[str, Any], channels: int | None,
                   ffn_hidden_channels: int | None) -> dict[str, int]:
-    """Expert widths of the paper preset (spec §11): spherical 4 x the grid's channels
+    """Expert widths of the paper preset (design §10): spherical 4 x the grid's channels
     (Equiformer: C_F, as written beside the preset or 128); EquiformerV2's steerable experts at
     ``ffn_hidden_channels``."""
     if backbone == "equiformer":

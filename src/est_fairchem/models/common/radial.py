@@ -1,4 +1,4 @@
-"""Radial bases of edge lengths and the radial profile MLP (Equiformer, spec §9.2)."""
+"""Radial bases of edge lengths and the radial profile MLP (Equiformer, design §9.2)."""
 
 from __future__ import annotations
 

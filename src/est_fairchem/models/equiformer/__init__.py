@@ -1,4 +1,5 @@
-"""Equiformer (Liao & Smidt, ICLR 2023) on e3nn, with an optional EST update block (spec §7, §9.2).
+"""Equiformer (Liao & Smidt, ICLR 2023) on e3nn, with an optional EST update block
+(design §7, §9.2).
 
 Modules, one concept each:
 

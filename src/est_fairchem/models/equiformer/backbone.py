@@ -1,4 +1,4 @@
-"""Equiformer as a fairchem hydra backbone, plain or with EST update blocks (spec §7, §9.2).
+"""Equiformer as a fairchem hydra backbone, plain or with EST update blocks (design §7, §9.2).
 
 Configs name the classes by their dotted paths (``est_fairchem.models.EquiformerBackbone``,
 ``est_fairchem.models.EquiformerESTBackbone``) so the plain ``fairchem`` command finds them.
@@ -17,8 +17,8 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface
 from torch import nn
 
-from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
-from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
+from est_fairchem.models.common.est_preset import log_est_options, preset_name
+from est_fairchem.models.common.est_resolution import resolve_est_options
 from est_fairchem.models.common.graph import RadiusGraphBackbone
 from est_fairchem.models.common.init import init_equiformer_weights
 from est_fairchem.models.common.radial import BesselRadialBasis, GaussianRadialBasis
@@ -31,7 +31,7 @@ from est_fairchem.models.equiformer.irreps_norm import EquivariantLayerNorm
 from est_fairchem.nn.irreps_feed_forward import FeedForward
 
 NUM_OC20_TAGS = 3  # 0 sub-surface, 1 surface, 2 adsorbate
-OC20_IS2RE_AVG_DEGREE = 23.395238876342773  # Equiformer's IS2RE statistic (5 A cutoff)
+OC20_IS2RE_AVG_DEGREE = 23.395238876342773  # Equiformer's IS2RE statistic, 5 A (design §9.3)
 
 
 def _irreps(name: str, value: str) -> o3.Irreps:
@@ -162,25 +162,20 @@ class EquiformerBackbone(RadiusGraphBackbone, nn.Module, BackboneInterface):
 
 @registry.register_model("est_equiformer_est_backbone")
 class EquiformerESTBackbone(StoredESTOptions, EquiformerBackbone):
-    """Equiformer whose update blocks are EST (spec §7): every Equiformer option plus ``est``
+    """Equiformer whose update blocks are EST (design §7): every Equiformer option plus ``est``
     (see :class:`est_fairchem.models.common.est_config.ESTConfig`; checkpoints keep them:
     :mod:`est_fairchem.models.common.trained_options`); the steerable experts are Equiformer
     feed-forward networks with ``irreps_mlp_mid``, so ``steerable_hidden_channels`` does not
     apply."""
 
     def __init__(self, est: dict[str, Any] | None = None, **equiformer_options: Any) -> None:
-        lmax = _irreps("irreps_node_embedding",
-                       equiformer_options.get("irreps_node_embedding", "256x0e+128x1e")).lmax
-        self.est_config = ESTConfig.from_mapping(resolve_preset(est, "equiformer", lmax),
-                                                 lmax=lmax)
-        if self.est_config.steerable_hidden_channels is not None:
-            raise ESTConfigError("est.steerable_hidden_channels: not used by Equiformer; its "
-                                 "steerable experts take irreps_mlp_mid")
-        super().__init__(**equiformer_options)
-        grid_channels = self.blocks[0].update.channels  # C_F, resolved by the update block
-        self.est_options = function_options(self.est_config, fourier_channels=grid_channels,
-                                            spherical_hidden_channels=2 * grid_channels)
+        irreps = _irreps("irreps_node_embedding",
+                         equiformer_options.get("irreps_node_embedding", "256x0e+128x1e"))
+        widest = max([mul for mul, ir in irreps if ir.l > 0], default=irreps.count("0e"))
+        self.est_config = resolve_est_options(est, "equiformer", irreps.lmax, widest)
+        self.est_options = function_options(self.est_config)
         log_est_options(self, preset_name(est))
+        super().__init__(**equiformer_options)
 
     def build_update(self, irreps_in: o3.Irreps, irreps_mid: o3.Irreps, irreps_out: o3.Irreps) -> nn.Module:
         return EquiformerESTUpdate(irreps_in, irreps_mid, irreps_out, self.est_config)

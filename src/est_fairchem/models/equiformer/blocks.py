@@ -1,4 +1,4 @@
-"""Equiformer's transformer block: graph attention, then an update block (spec §9.2)."""
+"""Equiformer's transformer block: graph attention, then an update block (design §9.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Node embeddings of Equiformer: atom type, OC20 tag and edge degree (spec §9.2)."""
+"""Node embeddings of Equiformer: atom type, OC20 tag and edge degree (design §9.2)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,6 @@ from est_fairchem.models.equiformer.tensor_products import DepthwiseTensorProduc
 from est_fairchem.nn.scatter import scatter_sum
 
 
-def num_scalars(irreps: o3.Irreps) -> int:
-    """Multiplicity of the invariant scalars (0e) of ``irreps``."""
-    return sum(mul for mul, ir in irreps if ir.l == 0 and ir.p == 1)
-
-
 class ScalarEmbedding(nn.Module):
     """A learned vector per integer label (element, tag), placed in the scalars of the irreps.
 
@@ -28,7 +23,7 @@ class ScalarEmbedding(nn.Module):
     def __init__(self, irreps: o3.Irreps, num_labels: int) -> None:
         super().__init__()
         self.dim = irreps.dim
-        self.embedding = nn.Embedding(num_labels, num_scalars(irreps))
+        self.embedding = nn.Embedding(num_labels, irreps.count("0e"))
 
     def forward(self, labels: torch.Tensor) -> torch.Tensor:
         scalars = self.embedding(labels)
@@ -52,7 +47,7 @@ class IrrepsEdgeDegreeEmbedding(nn.Module):
         fc_neurons: list[int], avg_degree: float,
     ) -> None:
         super().__init__()
-        channels = num_scalars(irreps_node)
+        channels = irreps_node.count("0e")
         self.constant = nn.Parameter(torch.ones(channels))
         self.dtp = DepthwiseTensorProduct(f"{channels}x0e", irreps_sh, irreps_node.lmax)
         self.radial = RadialMLP([edge_channels, *fc_neurons, self.dtp.weight_numel])

@@ -1,4 +1,4 @@
-"""The EST update block on Equiformer's irreps features (spec §7).
+"""The EST update block on Equiformer's irreps features (design §7).
 
 Equiformer's features have a different multiplicity per degree (IS2RE ``256x0e+128x1e``),
 while a function on the sphere needs the same channels C_F for every degree. The spherical
@@ -19,9 +19,10 @@ lets the model choose which channels reach the sphere, and decouples C_F (the pa
 it costs ``sum_l mul_l C_F`` weights each way (IS2RE, C_F = 128: 49k), small next to one
 FFN expert (0.6M).
 
-With ``est.recompute_update`` the whole update (gate, experts, projections, branch) keeps
-only its input for backward and runs again there, with the same random grid rotation
-(:func:`est_fairchem.nn.recompute.recomputed_in_backward`).
+It is the package's one mixture (:class:`~est_fairchem.nn.mixture.HybridExpertMixture`) with
+the projections as its spherical part. With ``est.recompute_update`` the whole update (gate,
+experts, projections, branch) keeps only its input for backward and runs again there, with the
+same random grid rotation.
 
 When the block's output has only scalars (Equiformer's last block maps to ``512x0e``), only
 the degree-0 row of the branch leaves the block; there it is the grid's own degree-0 output
@@ -35,21 +36,20 @@ from e3nn import o3
 from torch import nn
 
 from est_fairchem.models.common.est_config import ESTConfig
-from est_fairchem.models.equiformer.embedding import num_scalars
 from est_fairchem.nn.experts import ExpertGate
 from est_fairchem.nn.irreps_feed_forward import FeedForward
 from est_fairchem.nn.irreps_layout import coefficients_to_irreps, irreps_to_coefficients, uniform_irreps
-from est_fairchem.nn.recompute import recomputed_in_backward
+from est_fairchem.nn.mixture import HybridExpertMixture
 
 
-class EquiformerESTUpdate(nn.Module):
+class EquiformerESTUpdate(HybridExpertMixture):
     """EST mixture of hybrid experts on irreps (see the module docstring).
 
     Args:
         irreps_in: node irreps (scalars first); irreps_mid: hidden irreps of each FFN expert;
         irreps_out: output irreps.
-        config: the EST options (``fourier_channels`` is C_F; default the largest
-            multiplicity of the degrees above 0).
+        config: the backbone's resolved EST options (``fourier_channels`` is C_F;
+            ``models.common.est_resolution``).
     """
 
     def __init__(
@@ -58,14 +58,15 @@ class EquiformerESTUpdate(nn.Module):
     ) -> None:
         super().__init__()
         irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
-        self.num_scalars = num_scalars(irreps_in)
+        self.num_scalars = irreps_in.count("0e")
         self.lmax = irreps_in.lmax
         self.num_steerable = config.num_steerable_experts
         self.num_spherical = config.num_spherical_experts
         self.recompute = config.recompute_update
-        self.channels = config.fourier_channels or max(
-            [mul for mul, ir in irreps_in if ir.l > 0], default=self.num_scalars
-        )
+        if config.fourier_channels is None:
+            raise ValueError("EquiformerESTUpdate needs resolved options: est.fourier_channels "
+                             "is null (models.common.est_resolution.resolve_est_options)")
+        self.channels = config.fourier_channels
         self.gate = ExpertGate(self.num_scalars, self.num_steerable + self.num_spherical)
         self.steerable_experts = nn.ModuleList(
             FeedForward(irreps_in, irreps_mid, irreps_out) for _ in range(self.num_steerable)
@@ -82,18 +83,13 @@ class EquiformerESTUpdate(nn.Module):
 
         ``batch`` [N] (system of each node) lets the grid rotate per system in training.
         """
-        if self.recompute and self.training and torch.is_grad_enabled():
-            return recomputed_in_backward(self._update, u, batch)
-        return self._update(u, batch)
+        return self.mixture(u, batch)
 
-    def _update(self, u: torch.Tensor, batch: torch.Tensor | None) -> torch.Tensor:
-        gates = self.gate(u.narrow(1, 0, self.num_scalars))  # (narrow: no full-range slices)
-        out = 0
-        for i, expert in enumerate(self.steerable_experts):
-            out = out + gates[:, i, None] * expert(u)
-        if self.num_spherical > 0:
-            v = irreps_to_coefficients(self.to_uniform(u), self.lmax, self.channels)
-            spherical_gates = gates.narrow(1, self.num_steerable, self.num_spherical)
-            y = self.spherical(v, spherical_gates, batch)
-            out = out + self.from_uniform(coefficients_to_irreps(y, self.lmax))
-        return out
+    def invariants(self, u: torch.Tensor) -> torch.Tensor:
+        return u.narrow(1, 0, self.num_scalars)  # (narrow: no full-range slices)
+
+    def spherical_part(self, u: torch.Tensor, gates: torch.Tensor,
+                       batch: torch.Tensor | None = None) -> torch.Tensor:
+        """``P_out SB(P_in u)``: the spherical branch between the degree-wise projections."""
+        v = irreps_to_coefficients(self.to_uniform(u), self.lmax, self.channels)
+        return self.from_uniform(coefficients_to_irreps(self.spherical(v, gates, batch), self.lmax))

@@ -1,4 +1,4 @@
-"""Equiformer's equivariant graph-attention message block (spec §9.2)."""
+"""Equiformer's equivariant graph-attention message block (design §9.2)."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ class GraphAttention(nn.Module):
         irreps_pre_attn = o3.Irreps(irreps_pre_attn or irreps_node)
         irreps_head = o3.Irreps(irreps_head)
         self.num_heads = num_heads
-        self.alpha_channels = sum(mul for mul, ir in irreps_head if ir.l == 0 and ir.p == 1)
+        self.alpha_channels = irreps_head.count("0e")
         if self.alpha_channels == 0:
             raise ValueError(f"irreps_head={irreps_head}: needs scalars (0e) for the attention logits")
         self.nonlinear_message = nonlinear_message

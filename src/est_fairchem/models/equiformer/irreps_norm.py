@@ -1,4 +1,4 @@
-"""Equiformer's equivariant layer norm on flat irreps features (spec §9.2)."""
+"""Equiformer's equivariant layer norm on flat irreps features (design §9.2)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,8 @@ class EquivariantLayerNorm(nn.Module):
         super().__init__()
         self.irreps = o3.Irreps(irreps)
         self.eps = eps
-        num_scalars = sum(mul for mul, ir in self.irreps if ir.l == 0 and ir.p == 1)
         self.weight = nn.Parameter(torch.ones(self.irreps.num_irreps))
-        self.bias = nn.Parameter(torch.zeros(num_scalars))
+        self.bias = nn.Parameter(torch.zeros(self.irreps.count("0e")))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """[N, irreps.dim] -> [N, irreps.dim]."""

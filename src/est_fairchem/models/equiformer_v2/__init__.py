@@ -1,4 +1,4 @@
-"""EquiformerV2 (fairchem's) whose feed-forward update blocks are EST (OC20 S2EF; spec §7).
+"""EquiformerV2 (fairchem's) whose feed-forward update blocks are EST (OC20 S2EF; design §6).
 
 Modules, one concept each:
 

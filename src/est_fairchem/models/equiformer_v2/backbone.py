@@ -1,4 +1,4 @@
-"""EquiformerV2 with EST update blocks (the paper's OC20 S2EF model; spec §6).
+"""EquiformerV2 with EST update blocks (the paper's OC20 S2EF model; design §6).
 
 Each fairchem ``TransBlockV2`` keeps its SO(2) graph-attention message block (``norm_1`` +
 ``ga``); its update block (``norm_2`` + ``ffn``) is replaced by the EST mixture of hybrid
@@ -31,8 +31,9 @@ from fairchem.core.models.equiformer_v2.transformer_block import TransBlockV2
 from fairchem.core.models.equiformer_v2.weight_initialization import eqv2_init_weights
 from torch import nn
 
-from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
-from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
+from est_fairchem.models.common.est_config import ESTConfigError
+from est_fairchem.models.common.est_preset import log_est_options, preset_name
+from est_fairchem.models.common.est_resolution import resolve_est_options
 from est_fairchem.models.common.graph import MolecularGraphMixin
 from est_fairchem.models.common.input_checks import check_finite_structures, check_graph_has_edges
 from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
@@ -43,7 +44,7 @@ from est_fairchem.nn.est_update import ESTUpdate
 class ESTTransBlockV2(nn.Module):
     """EquiformerV2 message block (taken from a built ``TransBlockV2``) + EST update block.
 
-    ``x <- x + DropPath(GA(LN(x)))``;  ``x <- x + DropPath(EST(x))`` (spec §6).
+    ``x <- x + DropPath(GA(LN(x)))``;  ``x <- x + DropPath(EST(x))`` (design §6).
     """
 
     def __init__(self, block: TransBlockV2, update: ESTUpdate) -> None:
@@ -99,21 +100,9 @@ class EquiformerV2ESTBackbone(StoredESTOptions, MolecularGraphMixin, EquiformerV
             raise ESTConfigError(
                 f"lmax_list={self.lmax_list}: EST supports a single resolution (one lmax)"
             )
-        options = resolve_preset(est, "equiformer_v2", self.lmax_list[0], self.sphere_channels,
-                                 self.ffn_hidden_channels)
-        self.est_config = ESTConfig.from_mapping(options, lmax=self.lmax_list[0])
-        if self.est_config.fourier_channels not in (None, self.sphere_channels):
-            raise ESTConfigError(
-                f"est.fourier_channels={self.est_config.fourier_channels}: EquiformerV2's grid "
-                f"carries sphere_channels={self.sphere_channels}; leave it null"
-            )
-        self.steerable_hidden_channels = (self.est_config.steerable_hidden_channels
-                                          or max(1, self.ffn_hidden_channels // 2))
-        self.est_options = function_options(
-            self.est_config, steerable_hidden_channels=self.steerable_hidden_channels,
-            spherical_hidden_channels=2 * self.sphere_channels,
-            fourier_channels=self.sphere_channels,
-        )
+        self.est_config = resolve_est_options(est, "equiformer_v2", self.lmax_list[0],
+                                              self.sphere_channels, self.ffn_hidden_channels)
+        self.est_options = function_options(self.est_config)
         log_est_options(self, preset_name(est))
         self.blocks = nn.ModuleList(
             ESTTransBlockV2(block, self._build_update()) for block in self.blocks
@@ -132,7 +121,7 @@ class EquiformerV2ESTBackbone(StoredESTOptions, MolecularGraphMixin, EquiformerV
 
     def _build_update(self) -> ESTUpdate:
         cfg = self.est_config
-        experts = [EqV2SteerableExpert(self, self.steerable_hidden_channels)
+        experts = [EqV2SteerableExpert(self, cfg.steerable_hidden_channels)
                    for _ in range(cfg.num_steerable_experts)]
         update = cfg.update_block(self.lmax_list[0], self.sphere_channels, experts,
                                   mix_eqv2_experts if can_batch(experts) else None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from est_fairchem.checkpoints import prediction_state, strip_module_prefix, trainable_parameter_names
+from est_fairchem.checkpoints import prediction_state, trainable_parameter_names
 from est_fairchem.models.equiformer_v2.warm_start import WarmStartError
 
 
@@ -27,22 +27,15 @@ def model_config(checkpoint: dict) -> dict:
     return copy.deepcopy(model)
 
 
-def build_checkpoint_model(checkpoint: dict) -> torch.nn.Module:
-    """The checkpoint's model, built through fairchem's registry, with its saved weights."""
-    from fairchem.core.common.registry import registry
-    from fairchem.core.common.utils import setup_imports
-
-    setup_imports()
-    config = model_config(checkpoint)
-    model = registry.get_model_class(config.pop("name"))(**config)
-    model.load_state_dict(strip_module_prefix(checkpoint["state_dict"]), strict=False)
-    return model
-
-
 def prediction_weights(checkpoint: dict, path: str | Path = "checkpoint") -> dict[str, torch.Tensor]:
-    """The state dict fairchem predicts with: ``state_dict``, with the EMA shadow if present
-    (the parameter names from the checkpoint's own model)."""
+    """The state dict fairchem predicts with for the checkpoint's own model: ``state_dict``,
+    with the EMA shadow in place of the trainable parameters when the checkpoint holds one.
+    The parameter names, in the EMA's order, come from the model the checkpoint's own config
+    builds (no weights are loaded into it). (For a model built from another config:
+    :func:`est_fairchem.tools.checkpoint_loading.config_model_weights`.)"""
+    from est_fairchem.tools.model_from_config import build_model
+
     if not checkpoint.get("ema"):
         return prediction_state(checkpoint, None, path)
-    names = trainable_parameter_names(build_checkpoint_model(checkpoint))
+    names = trainable_parameter_names(build_model({"model": model_config(checkpoint)}))
     return prediction_state(checkpoint, names, path)

@@ -1,4 +1,4 @@
-"""The pure EST model (paper Figure 3, spec §8): every layer is an EST message block (spherical
+"""The pure EST model (paper Figure 3, design §8): every layer is an EST message block (spherical
 cross-attention between node and edge functions) followed by an EST update block.
 
 Modules, one concept each:

@@ -1,4 +1,4 @@
-"""The pure EST model (paper Figure 3, spec §8) as a fairchem hydra backbone.
+"""The pure EST model (paper Figure 3, design §8) as a fairchem hydra backbone.
 
 Configs name it by its dotted path ``est_fairchem.models.ESTBackbone``. Node features are
 uniform steerable tensors ``[N, (L+1)^2, C]`` (EquiformerV2's layout; QM9: L = 2, C = 128):
@@ -30,25 +30,25 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface
 from fairchem.core.models.equiformer_v2.drop import GraphDropPath
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from est_fairchem.models.common.graph import RadiusGraphBackbone
 from est_fairchem.models.common.init import init_equiformer_weights
 from est_fairchem.models.common.radial import (
     BesselRadialBasis, GaussianRadialBasis, polynomial_envelope,
 )
-from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError
-from est_fairchem.models.common.est_preset import log_est_options, preset_name, resolve_preset
+from est_fairchem.models.common.est_preset import log_est_options, preset_name
+from est_fairchem.models.common.est_resolution import resolve_est_options
 from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import UniformEdgeDegreeEmbedding, edge_harmonics
 from est_fairchem.models.pure_est.message import ESTMessageBlock
 from est_fairchem.nn.est_update import ESTUpdate
+from est_fairchem.nn.recompute import recomputed_in_backward
 from est_fairchem.nn.uniform_layers import EquivariantRMSNorm, UniformFeedForward
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
 
-QM9_AVG_DEGREE = 15.57930850982666  # Equiformer's QM9 statistic (5 A cutoff)
+QM9_AVG_DEGREE = 15.57930850982666  # Equiformer's QM9 statistic, 5 A cutoff (design §9.3)
 
 
 class ESTLayer(nn.Module):
@@ -159,23 +159,11 @@ class ESTBackbone(StoredESTOptions, RadiusGraphBackbone, nn.Module, BackboneInte
         except (ValueError, AssertionError) as err:
             raise ValueError(f"irreps_mlp_mid={irreps_mlp_mid!r}: expected e3nn irreps such as "
                              f"'384x0e+192x1e+96x2e' ({err})") from None
-        self.est_config = ESTConfig.from_mapping(resolve_preset(est, "pure_est", lmax, channels),
-                                                 lmax=lmax)
-        for key in ("fourier_channels", "steerable_hidden_channels"):
-            if getattr(self.est_config, key) is not None:
-                raise ESTConfigError(f"est.{key}={getattr(self.est_config, key)!r}: not used by "
-                                     "ESTBackbone (the grid carries `channels`; steerable "
-                                     "experts take `irreps_mlp_mid`); leave it null")
-        self.message_config = MessageConfig.from_mapping(message)
-        self.est_options = {
-            **function_options(self.est_config, spherical_hidden_channels=2 * channels),
-            **function_options(self.message_config, "message",
-                               spherical_hidden_channels=2 * channels),
-        }
+        self.est_config = resolve_est_options(est, "pure_est", lmax, channels)
+        self.message_config = MessageConfig.from_mapping(message).resolved(channels)
+        self.est_options = {**function_options(self.est_config),
+                            **function_options(self.message_config, "message")}
         log_est_options(self, preset_name(est))
-        if channels % self.est_config.num_heads != 0:
-            raise ESTConfigError(f"est.num_heads={self.est_config.num_heads}: must divide "
-                                 f"channels={channels}")
 
         self.lmax = lmax
         self.channels = channels
@@ -195,8 +183,7 @@ class ESTBackbone(StoredESTOptions, RadiusGraphBackbone, nn.Module, BackboneInte
         self.edge_degree_embedding = UniformEdgeDegreeEmbedding(
             lmax, channels, number_of_basis, fc_neurons, max_num_elements, avg_degree
         )
-        points = sphere_points(config.sampling, config.num_points,
-                               config.repulsion_steps if config.sampling == "fibonacci" else 0)
+        points = sphere_points(config.sampling, config.num_points, config.repulsion_steps)
         self.transform = SphericalTransform(lmax, points)
         self.layers = nn.ModuleList()
         for index in range(num_layers):
@@ -228,9 +215,8 @@ class ESTBackbone(StoredESTOptions, RadiusGraphBackbone, nn.Module, BackboneInte
         for layer in self.layers:
             args = (x, edge_src, edge_dst, edge_radial, edge_sh, data.batch, edge_envelope)
             if self.activation_checkpointing and self.training and torch.is_grad_enabled():
-                # The random grid rotations are redrawn identically in the recomputation
-                # (checkpoint restores the RNG state).
-                x = checkpoint(layer, *args, use_reentrant=False)
+                # (the random grid rotations are redrawn identically in the recomputation)
+                x = recomputed_in_backward(layer, *args)
             else:
                 x = layer(*args)
         return {"node_embedding": self.norm(x.select(1, 0))}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
-from est_fairchem.models.common.est_config import ESTConfigError, check_known_options, options_mapping
+from est_fairchem.models.common.est_config import (
+    ESTConfigError, check_known_options, default_spherical_width, options_mapping,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,13 @@ class MessageConfig:
             fail("spherical_hidden_channels", "a positive integer or null")
         if not isinstance(self.query_residual, bool):
             fail("query_residual", "true or false")
+
+    def resolved(self, channels: int) -> "MessageConfig":
+        """These options with a null ``spherical_hidden_channels`` filled in for a grid of
+        ``channels`` channels (``est_config.default_spherical_width``): what the block is
+        built from and checkpoints store."""
+        return replace(self, spherical_hidden_channels=(self.spherical_hidden_channels
+                                                        or default_spherical_width(channels)))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,4 @@
-"""Edge geometry and the edge-degree embedding on uniform features (spec §8, §9.1)."""
+"""Edge geometry and the edge-degree embedding on uniform features (design §8, §9.1)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import math
 
 import torch
 from e3nn import o3
+from fairchem.core.models.equiformer_v2.layer_norm import get_l_to_all_m_expand_index
 from torch import nn
 
 from est_fairchem.models.common.radial import RadialMLP
 from est_fairchem.nn.scatter import scatter_sum
-from est_fairchem.nn.uniform_layers import degree_of_rows
 
 
 def edge_harmonics(lmax: int, edge_vec: torch.Tensor) -> torch.Tensor:
@@ -33,7 +33,7 @@ class RadialHarmonics(nn.Module):
         self.lmax = lmax
         self.channels = channels
         self.radial = RadialMLP([num_basis, *fc_neurons, (lmax + 1) * channels])
-        self.register_buffer("rows", degree_of_rows(lmax), persistent=False)
+        self.register_buffer("rows", get_l_to_all_m_expand_index(lmax), persistent=False)
 
     def forward(self, edge_radial: torch.Tensor, edge_sh: torch.Tensor) -> torch.Tensor:
         """[E, num_basis] radial basis, [E, (L+1)^2] harmonics -> [E, (L+1)^2, C]."""

@@ -1,4 +1,4 @@
-"""The EST message block: spherical cross-attention between a node pair and its edge (spec §8).
+"""The EST message block: spherical cross-attention between a node pair and its edge (design §8.1).
 
 For the edge j -> i (fairchem's ``edge_index = [j, i]``):
 
@@ -25,7 +25,7 @@ geometry from the key points it finds relevant. Why the query residual (``+ F(a_
 only; adding the query grid back (a transformer decoder's ``x + CrossAttn(x, memory)``) lets
 the point-wise experts form products of node and edge functions, as a tensor product would.
 
-Random grid rotation in training (spec §3.4): one Haar rotation per system; an edge uses the
+Random grid rotation in training (design §3.5): one Haar rotation per system; an edge uses the
 rotation of its target node's system.
 
 Cost per block: ``E S^2 C`` for the attention (QM9, batch 128: E ~ 36k, S = 64, C = 128:
@@ -45,6 +45,7 @@ from est_fairchem.models.common.radial import RadialMLP
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import RadialHarmonics
 from est_fairchem.nn.experts import ExpertGate, SphericalExperts
+from est_fairchem.nn.mixture import HybridExpertMixture
 from est_fairchem.nn.scatter import scatter_sum
 from est_fairchem.nn.spherical_cross_attention import SphericalCrossAttention
 from est_fairchem.nn.uniform_layers import DegreeLinear, UniformFeedForward
@@ -53,8 +54,10 @@ from est_fairchem.sphere.rotation import random_system_rotations, rotate_rows
 from est_fairchem.sphere.transform import SphericalTransform
 
 
-class ESTMessageBlock(nn.Module):
-    """Messages ``[N, K, C] -> [N, K, C]`` (see the module docstring).
+class ESTMessageBlock(HybridExpertMixture):
+    """Messages ``[N, K, C] -> [N, K, C]`` (see the module docstring): per edge, the package's
+    mixture (:class:`~est_fairchem.nn.mixture.HybridExpertMixture`) of the steerable experts on
+    the distance-aware pair ``a'`` and the cross-attention grid (:meth:`grid_message`).
 
     Args:
         lmax: L; channels: C.
@@ -75,6 +78,7 @@ class ESTMessageBlock(nn.Module):
         avg_degree: float = 1.0, alpha_drop: float = 0.0,
     ) -> None:
         super().__init__()
+        config = config.resolved(channels)
         self.lmax = lmax
         self.num_steerable = config.num_steerable_experts
         self.num_spherical = config.num_spherical_experts
@@ -92,9 +96,8 @@ class ESTMessageBlock(nn.Module):
         self.steerable_experts = nn.ModuleList(
             UniformFeedForward(lmax, channels, irreps_mlp_mid) for _ in range(self.num_steerable)
         )
-        self.spherical_experts = SphericalExperts(
-            channels, config.spherical_hidden_channels or 2 * channels, self.num_spherical
-        )
+        self.spherical_experts = SphericalExperts(channels, config.spherical_hidden_channels,
+                                                  self.num_spherical)
 
     def forward(
         self, x: torch.Tensor, edge_src: torch.Tensor, edge_dst: torch.Tensor,
@@ -115,16 +118,19 @@ class ESTMessageBlock(nn.Module):
         a = self.lin_src(x)[edge_src] + self.lin_dst(x)[edge_dst]  # [E, K, C]
         b = self.edge_lift(edge_radial, edge_sh).to(a.dtype)  # [E, K, C]
         scalars = a.select(1, 0) + self.edge_scalars(edge_radial).to(a.dtype)  # [E, C]
-        gates = self.gate(scalars)  # (select / narrow: no full-range slices in backward)
-        message = self.grid_message(a, b, gates.narrow(1, self.num_steerable, self.num_spherical),
-                                    batch[edge_dst], num_nodes=x.shape[0])
-        if self.num_steerable:
-            paired = torch.cat([scalars.unsqueeze(1), a.narrow(1, 1, a.shape[1] - 1)], dim=1)
-            for i, expert in enumerate(self.steerable_experts):
-                message = message + gates[:, i, None, None].to(message.dtype) * expert(paired)
+        paired = torch.cat([scalars.unsqueeze(1), a.narrow(1, 1, a.shape[1] - 1)], dim=1)  # a'
+        message = self.mixture(paired, a, b, batch[edge_dst], x.shape[0])
         if edge_envelope is not None:
             message = message * edge_envelope[:, None, None].to(message.dtype)
         return scatter_sum(message, edge_dst, x.shape[0]) * self.scale
+
+    def invariants(self, paired: torch.Tensor) -> torch.Tensor:
+        return paired.select(1, 0)  # the pair's scalars with the radial ones added
+
+    def spherical_part(self, paired: torch.Tensor, gates: torch.Tensor, a: torch.Tensor,
+                       b: torch.Tensor, edge_system: torch.Tensor,
+                       num_nodes: int | None = None) -> torch.Tensor:
+        return self.grid_message(a, b, gates, edge_system, num_nodes)
 
     def grid_message(self, a: torch.Tensor, b: torch.Tensor, gates: torch.Tensor,
                      edge_system: torch.Tensor, num_nodes: int | None = None) -> torch.Tensor:
