@@ -17,6 +17,7 @@ saves for backward in one step (the activation memory, device independent).
     python benchmarks/throughput.py --size paper --est-option recompute_update=true
     python benchmarks/throughput.py --size paper --device cuda --amp   # as fairchem's amp: True
     python benchmarks/throughput.py --size default --device cuda --control  # + noise control
+    python benchmarks/throughput.py --size small --peers    # + fairchem's eSCN, EquiformerV3
 
 Results name the two models ``est`` and ``plain``; ``--control`` times a second copy of the plain
 model in the same alternation (``control``), so ``ratio_control`` (control / plain, ideally 1)
@@ -48,6 +49,14 @@ CONFIGS = {
                     "configs/oc20/is2re/demo/equiformer_demo.yml"),
     "is2re-paper": ("configs/oc20/is2re/all/est_equiformer_L@1_6blocks_32M.yml",
                     "configs/oc20/is2re/all/equiformer_L@1_6blocks.yml"),
+}
+# The peers a user would weigh EST against, at the size of each S2EF pair (--peers): fairchem's
+# eSCN (the paper's Table 1 peer) and EquiformerV3 (`make peers` installs its wheel).
+PEERS = {
+    "small": {"escn": "configs/oc20/s2ef/peers/escn_small.yml",
+              "eqv3": "configs/oc20/s2ef/peers/eqv3_small.yml"},
+    "default": {"escn": "configs/oc20/s2ef/peers/escn_31M_size.yml",
+                "eqv3": "configs/oc20/s2ef/peers/eqv3_31M_size.yml"},
 }
 REPO = Path(__file__).resolve().parents[1]
 
@@ -94,6 +103,19 @@ def build(config_path: str, device: torch.device, seed: int,
     return build_model(config).to(device).train()
 
 
+def peer_unavailable(config_path: str) -> str | None:
+    """Why a peer's config cannot be built here (its package missing), or None."""
+    import importlib.util
+
+    from est_fairchem.tools.model_from_config import load_config
+
+    name = load_config(REPO / config_path)["model"]["name"]
+    package = name.split(".")[0] if "." in name else None
+    if package and importlib.util.find_spec(package) is None:
+        return f"{package} is not installed (make peers)"
+    return None
+
+
 def parse_est_options(pairs: list[str]) -> dict:
     """``["key=value", ...]`` -> {key: YAML-parsed value}."""
     import yaml
@@ -116,11 +138,17 @@ def autocast(device: torch.device, enabled: bool):
 def loss_of(model: torch.nn.Module, batch, amp: bool = False) -> torch.Tensor:
     with autocast(batch.pos.device, amp):
         out = model(batch)
-    energy = out["energy"]["energy"].reshape(-1)
+    energy = _output(out, "energy").reshape(-1)
     loss = (energy - batch.energy).abs().mean()
     if "forces" in out:
-        loss = loss + (out["forces"]["forces"] - batch.forces).norm(dim=-1).mean()
+        loss = loss + (_output(out, "forces") - batch.forces).norm(dim=-1).mean()
     return loss
+
+
+def _output(out: dict, name: str) -> torch.Tensor:
+    """A model's output ``name``: hydra models nest it under their head's name."""
+    value = out[name]
+    return value[name] if isinstance(value, dict) else value
 
 
 def saved_activation_bytes(model: torch.nn.Module, batch, amp: bool = False) -> int:
@@ -260,6 +288,9 @@ def main() -> None:
                         help="mixed precision (float16 autocast + GradScaler on CUDA), both models")
     parser.add_argument("--control", action="store_true",
                         help="also time a second copy of the plain model (noise control)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also time fairchem's eSCN and EquiformerV3 at the same size "
+                        "(sizes small and default; EquiformerV3 needs `make peers`)")
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     add_overwrite_option(parser)
     args = parser.parse_args()
@@ -273,6 +304,16 @@ def main() -> None:
     configs = {"est": est_config, "plain": plain_config}
     if args.control:
         configs["control"] = plain_config
+    unavailable = {}
+    if args.peers:
+        if args.size not in PEERS:
+            parser.error(f"--peers: peer configs exist for sizes {sorted(PEERS)}")
+        for name, config in PEERS[args.size].items():
+            reason = peer_unavailable(config)
+            if reason is None:
+                configs[name] = config
+            else:
+                unavailable[name] = reason
     names = tuple(configs)
     models = {n: build(c, device, args.seed, est_options if n == "est" else None)
               for n, c in configs.items()}
@@ -324,6 +365,11 @@ def main() -> None:
     if args.control and args.rounds:
         report["ratio_control"] = (results["control"]["samples_per_s"]
                                    / results["plain"]["samples_per_s"])
+    if args.peers and args.rounds:
+        report["ratio_to_plain_samples_per_s"] = {
+            name: results[name]["samples_per_s"] / results["plain"]["samples_per_s"]
+            for name in names if name != "plain"}
+        report["peers_unavailable"] = unavailable
     if device.type == "cuda" and peak:
         report["ratio_peak_cuda"] = peak["est"] / peak["plain"]
     print(json.dumps(report, indent=2))
