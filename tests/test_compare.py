@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from est_fairchem.compare.plan import chosen_learning_rates, seed_runs
+from est_fairchem.compare.plan import chosen_learning_rates, pending_runs, seed_runs
 from est_fairchem.compare.statistics import holm, paired_difference, seeds_needed
 from est_fairchem.compare.study import Run, Study, check_study, resumable, run_config, \
     with_graph_statistics
@@ -130,3 +130,19 @@ def test_seeds_needed_grows_with_the_spread():
     rng = np.random.default_rng(1)
     narrow, wide = rng.normal(0, 1, 10), rng.normal(0, 4, 10)
     assert seeds_needed(wide, 2.0) > seeds_needed(narrow, 2.0) >= 2
+
+
+def test_runs_go_seed_by_seed_each_sweep_before_its_models_first_seed(tmp_path):
+    study = _study(tmp_path, lrs=[1e-3, 3e-3], seeds=[0, 1])
+    cost = {"models": {name: {"seconds_per_step": 0.2} for name in "abc"}}
+    first = pending_runs(study, cost, {})
+    assert [run.name for run in first] == [  # no rate chosen yet: only the sweeps are known
+        f"sweep-{m}-lr{lr:g}-seed1000" for m in "abc" for lr in (1e-3, 3e-3)]
+    done = {run.name: {"best_val": 1.0 if run.lr == 3e-3 else 2.0}
+            for run in first if run.model == "a"}
+    after = pending_runs(study, cost, done)
+    names = [run.name for run in after]
+    # a's seed 0 comes before b's sweep: it is ready, and whole pairs of seeds come first
+    assert names.index("steps-a-seed0") < names.index("sweep-b-lr0.001-seed1000")
+    assert names.index("steps-a-seed0") < names.index("steps-a-seed1")
+    assert {run.lr for run in after if run.model == "a"} == {3e-3}

@@ -9,14 +9,16 @@
    within 2 % of ``steps``;
 5. the convergence runs (``long``: steps x ``long_factor``) of ``long_models``.
 
-Runs go ``jobs`` at a time, each a one-thread ``fairchem`` process; the report is rewritten
-after each. A run that fails is named with its log and the others go on.
+Runs go ``jobs`` at a time, each a one-thread ``fairchem`` process, in the order of
+:func:`pending_runs` (seed by seed; a model's sweep before its first seed run, whose rate it
+chooses); the report is rewritten after each. A run that fails is named with its log and the
+others go on.
 """
 
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Callable
 
@@ -77,6 +79,27 @@ def long_runs(study: Study, lrs: dict[str, float | None]) -> list[Run]:
         return []
     return [Run("long", name, seed, study.steps * study.long_factor, lrs[name])
             for seed in study.long_seeds for name in study.long_models if lrs[name] is not None]
+
+
+def pending_runs(study: Study, cost: dict[str, Any], done: dict[str, dict]) -> list[Run]:
+    """The runs still to do whose settings are known, most useful first: seed by seed, model
+    by model, each model's sweep just before its first seed run (which waits for the sweep to
+    choose its rate; meanwhile the next models' runs go), then the long runs. A study cut
+    short holds whole paired seeds of the first models."""
+    lrs = chosen_learning_rates(study, done)
+    sweeps = {name: [run for run in sweep_runs(study) if run.model == name]
+              for name in study.models}
+    by_model_seed: dict[tuple[str, int], list[Run]] = {}
+    for run in seed_runs(study, lrs, cost):
+        by_model_seed.setdefault((run.model, run.seed), []).append(run)
+    order: list[Run] = []
+    for seed in study.seeds:
+        for name in study.models:
+            if seed in study.seeds_of(name):
+                order += sweeps.pop(name, []) + by_model_seed.get((name, seed), [])
+    order += [run for runs in sweeps.values() for run in runs]  # models without seeds
+    order += long_runs(study, lrs)
+    return [run for run in order if run.name not in done]
 
 
 def _graph_statistics(study: Study, models: dict[str, dict], results: Path,
@@ -142,15 +165,21 @@ def run_study(study: Study, results: Path, work: Path, jobs: int = 1,
         write_json(cost_file, measure_cost(study, configs, progress=progress))
     cost = json.loads(cost_file.read_text())
     failed: list[str] = []
-
-    def run_all(todo: list[Run]) -> None:
-        done = finished(results)
-        todo = [run for run in todo if run.name not in done]
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = {pool.submit(execute, study, run, data, models[run.model], cost,
-                                   graph[run.model], results, work): run for run in todo}
-            for future in as_completed(futures):
-                run = futures[future]
+    running: dict[Future, Run] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while True:
+            busy = {run.name for run in running.values()} | set(failed)
+            ready = [run for run in pending_runs(study, cost, finished(results))
+                     if run.name not in busy]
+            while len(running) < jobs and ready:
+                run = ready.pop(0)
+                running[pool.submit(execute, study, run, data, models[run.model], cost,
+                                    graph[run.model], results, work)] = run
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                run = running.pop(future)
                 try:
                     out = future.result()
                     progress(f"{run.name}: test {out['test']:.5g}, best val {out['best_val']:.5g}")
@@ -159,9 +188,4 @@ def run_study(study: Study, results: Path, work: Path, jobs: int = 1,
                     progress(f"{run.name}: FAILED: {error}")
                 if report is not None:
                     report()
-
-    run_all(sweep_runs(study))
-    lrs = chosen_learning_rates(study, finished(results))
-    run_all(seed_runs(study, lrs, cost))
-    run_all(long_runs(study, lrs))
     return failed
