@@ -6,7 +6,8 @@
 #   (a) Equiformer (baseline) against EST with graph attention (est_ga), 8 seeds;
 #   (b) EquiformerV2 against EST-EquiformerV2 (est_eqv2), 8 seeds, compared pairwise;
 #   (c) the pure EST sized to Equiformer's step cost (pure_est), 4 seeds;
-#   (d) EquiformerV3 (eqv3; `make peers` installs it), 4 seeds.
+#   (d) EquiformerV3 (eqv3; `make peers` installs it), 4 seeds;
+# (c) and (d) run after every seed of (a) and (b) (--later).
 # Resumable: rerun the same command and it does only the missing runs. Extra arguments are
 # passed on (e.g. --jobs 1, or --long-factor 4 --long-seeds 0 1 2 --long-models ...).
 set -euo pipefail
@@ -20,7 +21,7 @@ C=configs/qm9/compare
 exec "$BIN/est-fairchem" compare "$C/homo.yml" \
     "equiformer=$C/equiformer.yml" "est_ga=$C/est_ga.yml" "eqv2=$C/eqv2.yml" \
     "est_eqv2=$C/est_eqv2.yml" "pure_est=$C/pure_est.yml" "eqv3=$C/eqv3.yml" \
-    --pairs est_eqv2:eqv2 eqv3:eqv2 --model-seeds pure_est=4 eqv3=4 \
+    --pairs est_eqv2:eqv2 eqv3:eqv2 --model-seeds pure_est=4 eqv3=4 --later pure_est eqv3 \
     --train-size 1000 --steps 1500 --batch-size 8 --seeds 0 1 2 3 4 5 6 7 \
     --lrs 3e-4 1e-3 3e-3 --jobs 2 --unit meV --scale 1000 \
     --out benchmarks/results/compare_qm9_homo "$@"

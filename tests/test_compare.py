@@ -146,3 +146,10 @@ def test_runs_go_seed_by_seed_each_sweep_before_its_models_first_seed(tmp_path):
     assert names.index("steps-a-seed0") < names.index("sweep-b-lr0.001-seed1000")
     assert names.index("steps-a-seed0") < names.index("steps-a-seed1")
     assert {run.lr for run in after if run.model == "a"} == {3e-3}
+
+
+def test_later_models_run_after_every_seed_of_the_others(tmp_path):
+    study = _study(tmp_path, later=["b"])
+    cost = {"models": {name: {"seconds_per_step": 0.2} for name in "abc"}}
+    names = [run.name for run in pending_runs(study, cost, {})]
+    assert names.index("steps-c-seed3") < names.index("steps-b-seed0")

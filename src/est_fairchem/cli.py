@@ -169,7 +169,8 @@ def _compare(args: argparse.Namespace) -> int:
         lrs=args.lrs, sweep_seed=args.sweep_seed, evaluations=args.evaluations,
         equal_time=not args.no_equal_time, long_factor=args.long_factor,
         long_seeds=args.long_seeds, long_models=args.long_models,
-        model_seeds=dict(args.model_seeds), pairs=[list(pair) for pair in args.pairs])
+        model_seeds=dict(args.model_seeds), pairs=[list(pair) for pair in args.pairs],
+        later=args.later)
     work = args.work or Path("runs/compare") / args.out.name
     failed = run_study(study, args.out, work, jobs=args.jobs,
                        progress=lambda line: print(line, flush=True),
@@ -452,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
                          metavar="MODEL:REFERENCE",
                          help="also compare MODEL with REFERENCE (every model is compared with "
                          "the baseline)")
+    compare.add_argument("--later", nargs="*", default=[], metavar="MODEL",
+                         help="run these models after every seed of the others (when time may "
+                         "not allow all)")
     compare.add_argument("--jobs", type=_positive_int, default=1,
                          help="runs at a time, one thread each (default 1; one per core)")
     compare.add_argument("--unit", default="", help="unit of the reported error (e.g. meV)")

@@ -84,8 +84,9 @@ def long_runs(study: Study, lrs: dict[str, float | None]) -> list[Run]:
 def pending_runs(study: Study, cost: dict[str, Any], done: dict[str, dict]) -> list[Run]:
     """The runs still to do whose settings are known, most useful first: seed by seed, model
     by model, each model's sweep just before its first seed run (which waits for the sweep to
-    choose its rate; meanwhile the next models' runs go), then the long runs. A study cut
-    short holds whole paired seeds of the first models."""
+    choose its rate; meanwhile the next models' runs go); the ``later`` models' runs after all
+    the others'; then the long runs. A study cut short holds whole paired seeds of the first
+    models."""
     lrs = chosen_learning_rates(study, done)
     sweeps = {name: [run for run in sweep_runs(study) if run.model == name]
               for name in study.models}
@@ -93,10 +94,12 @@ def pending_runs(study: Study, cost: dict[str, Any], done: dict[str, dict]) -> l
     for run in seed_runs(study, lrs, cost):
         by_model_seed.setdefault((run.model, run.seed), []).append(run)
     order: list[Run] = []
-    for seed in study.seeds:
-        for name in study.models:
-            if seed in study.seeds_of(name):
-                order += sweeps.pop(name, []) + by_model_seed.get((name, seed), [])
+    first = [name for name in study.models if name not in study.later]
+    for names in (first, study.later):
+        for seed in study.seeds:
+            for name in names:
+                if seed in study.seeds_of(name):
+                    order += sweeps.pop(name, []) + by_model_seed.get((name, seed), [])
     order += [run for runs in sweeps.values() for run in runs]  # models without seeds
     order += long_runs(study, lrs)
     return [run for run in order if run.name not in done]

@@ -53,6 +53,7 @@ class Study:
     long_models: list[str] = field(default_factory=list)
     model_seeds: dict[str, int] = field(default_factory=dict)  # name -> at most this many seeds
     pairs: list[list[str]] = field(default_factory=list)  # [model, reference] beside the baseline
+    later: list[str] = field(default_factory=list)  # models whose runs wait for all the others'
 
     @property
     def baseline(self) -> str:
@@ -87,11 +88,11 @@ def check_study(study: Study) -> None:
                          f"{study.batch_size}")
     if not study.lrs or any(lr <= 0 for lr in study.lrs):
         raise InputError(f"learning rates {study.lrs}: expected positive values")
-    named = set(study.long_models) | set(study.model_seeds) | {m for pair in study.pairs
-                                                               for m in pair}
+    named = set(study.long_models) | set(study.model_seeds) | set(study.later) | {
+        m for pair in study.pairs for m in pair}
     unknown = named - set(study.models)
     if unknown:
-        raise InputError(f"models {sorted(unknown)} (long runs, seed limits or pairs) are not "
+        raise InputError(f"models {sorted(unknown)} (long runs, seed limits, pairs or later) are not "
                          f"among the models {list(study.models)}")
     if any(len(pair) != 2 for pair in study.pairs):
         raise InputError(f"pairs {study.pairs}: expected MODEL:REFERENCE each")
@@ -108,7 +109,7 @@ def resumable(saved: Study, new: Study) -> list[str]:
     """What differs between a results folder's ``study.json`` and this command, apart from
     what only adds or selects runs (seeds, seed limits, long runs, pairs): a resumed study
     must measure the same thing."""
-    keep = {"seeds", "long_seeds", "long_factor", "long_models", "model_seeds", "pairs"}
+    keep = {"seeds", "long_seeds", "long_factor", "long_models", "model_seeds", "pairs", "later"}
     return [key for key, value in saved.to_json().items()
             if key not in keep and new.to_json()[key] != value]
 
