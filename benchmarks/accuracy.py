@@ -60,6 +60,7 @@ from accuracy_configs import (  # noqa: E402
     qm9_config,
 )
 
+from est_fairchem.compare.runs import scalars as _scalars  # noqa: E402
 from est_fairchem.testing.result_files import write_json, write_text  # noqa: E402
 
 STUDIES = {"qm9": (QM9_MODELS, QM9_TARGETS), "oxides": (OXIDE_MODELS, OXIDE_TARGETS)}
@@ -100,19 +101,6 @@ def _fairchem(args: list[str], log: Path, cpu: bool) -> None:
         done = subprocess.run(command, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise RuntimeError(f"fairchem {' '.join(args)} failed (exit {done.returncode}); see {log}")
-
-
-def _scalars(log_dir: Path, tag: str) -> list[tuple[float, int, float]]:
-    """(wall time, step, value) of a tensorboard scalar fairchem logged under ``log_dir``."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = []
-    for folder in sorted({p.parent for p in log_dir.rglob("events.out.tfevents.*")}):
-        accumulator = EventAccumulator(str(folder), size_guidance={"scalars": 0})
-        accumulator.Reload()
-        if tag in accumulator.Tags()["scalars"]:
-            events += [(e.wall_time, e.step, e.value) for e in accumulator.Scalars(tag)]
-    return sorted(events)
 
 
 def learning_curve(log_dir: Path, metric: str) -> tuple[float, list[dict]]:
