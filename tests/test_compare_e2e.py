@@ -142,3 +142,24 @@ def test_a_rerun_resumes_and_other_settings_are_refused(study):
     refused = subprocess.run(changed, capture_output=True, text=True)
     assert refused.returncode == 2
     assert "study.json: these results were made with other steps" in refused.stderr
+
+
+def test_sigterm_stops_the_runs_in_progress_and_nothing_is_left_running(study, tmp_path):
+    import signal
+    import time
+
+    command = [*study["command"]]
+    for flag, value in (("--out", tmp_path / "out"), ("--work", tmp_path / "work"),
+                        ("--steps", "400")):
+        command[command.index(flag) + 1] = str(value)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(
+            "step: " in log.read_text() for log in (tmp_path / "work").glob("*/train.log")):
+        time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, output[-2000:]
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "work")], capture_output=True, text=True)
+    assert left.stdout.strip() == ""  # no fairchem run outlives the command
+    assert not list((tmp_path / "out" / "runs").glob("*.json"))  # no half run counts as done

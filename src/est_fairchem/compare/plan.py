@@ -18,9 +18,10 @@ others go on.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from est_fairchem.compare.cost import equal_time_steps, measure_cost
 from est_fairchem.compare.runs import execute
@@ -137,6 +138,20 @@ def _data_only(study: Study, model: dict, results: Path) -> Path:
     return path
 
 
+@contextmanager
+def _stopping_runs_on_exit() -> Iterator[None]:
+    """On Ctrl-C, SIGTERM (the CLI turns it into an exception) or an error, stop the
+    ``fairchem`` runs in progress before the pool waits for them (a finished run's JSON is
+    kept; an unfinished one restarts on resume)."""
+    from est_fairchem.tools.fairchem_runs import stop_running
+
+    try:
+        yield
+    except BaseException:
+        stop_running()
+        raise
+
+
 def prepare(study: Study, results: Path) -> None:
     """Check the study and record it; a results folder of another study is refused."""
     check_study(study)
@@ -169,7 +184,7 @@ def run_study(study: Study, results: Path, work: Path, jobs: int = 1,
     cost = json.loads(cost_file.read_text())
     failed: list[str] = []
     running: dict[Future, Run] = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    with ThreadPoolExecutor(max_workers=jobs) as pool, _stopping_runs_on_exit():
         while True:
             busy = {run.name for run in running.values()} | set(failed)
             ready = [run for run in pending_runs(study, cost, finished(results))

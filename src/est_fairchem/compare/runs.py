@@ -132,7 +132,8 @@ def execute(study: Study, run: Run, data: dict[str, Any], model: dict[str, Any],
     common = ["--cpu", "--seed", str(run.seed)]
     start = time.time()
     run_fairchem(["--mode", "train", "--config-yml", str(train_yml), "--run-dir", str(run_dir),
-                  "--identifier", run.name, "--print-every", "1000", *common],
+                  "--identifier", run.name, "--print-every",
+                  str(train_config["optim"]["eval_every"]), *common],
                  run_dir / "train.log", env)
     wall = time.time() - start
     checkpoint = sorted(run_dir.glob("checkpoints/*/best_checkpoint.pt"))[-1]

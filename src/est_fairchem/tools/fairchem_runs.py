@@ -29,9 +29,24 @@ def new_timestamp_id(prefix: str) -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+_RUNNING: set[subprocess.Popen] = set()  # fairchem processes started here and not yet ended
+
+
+def stop_running(timeout: float = 60.0) -> None:
+    """SIGTERM to every ``fairchem`` process :func:`run_fairchem` started that still runs (the
+    package's trainers then stop at the next step boundary), SIGKILL after ``timeout`` s."""
+    for proc in list(_RUNNING):
+        proc.terminate()
+    for proc in list(_RUNNING):
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run_fairchem(args: list[str], log_file: Path, env: dict[str, str] | None = None) -> None:
     """Run ``fairchem ARGS`` (in environment ``env``, default this process's), teeing its output
-    to ``log_file``; raise on failure."""
+    to ``log_file``; raise on failure. Safe to call from several threads at once."""
     command = [fairchem_executable(), *args]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "w") as log:
@@ -39,10 +54,14 @@ def run_fairchem(args: list[str], log_file: Path, env: dict[str, str] | None = N
         log.flush()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=env)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-        code = proc.wait()
+        _RUNNING.add(proc)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+            code = proc.wait()
+        finally:
+            _RUNNING.discard(proc)
     if code != 0:
         tail = "".join(log_file.read_text().splitlines(keepends=True)[-30:])
         raise RuntimeError(f"fairchem exited with {code}; log: {log_file}\n{tail}")
