@@ -6,8 +6,8 @@ model file holds a ``model:`` section, which replaces the dataset config's. A ru
 the two joined, plus what the study fixes for every model alike:
 
 - the training set: ``train_size`` structures drawn from the train split with the run's seed
-  (fairchem's ``train_split_settings: {sample_n, seed}``), so a seed draws the data, the initialisation and the
-  batch order, the same within a seed for every model;
+  (fairchem's ``train_split_settings: {sample_n, seed}``), so a seed draws the data, the
+  initialisation and the batch order, the same within a seed for every model;
 - the graph statistics: every ``avg_num_nodes`` / ``avg_degree`` the model file sets is
   replaced by the value measured on the train split with that model's own graph
   (:mod:`est_fairchem.tools.graph_stats`);
@@ -31,7 +31,6 @@ TRAINERS = {
     "ocp": "est_fairchem.trainers.PreemptibleOCPTrainer",
     "equiformerv2_forces": "est_fairchem.trainers.PreemptibleForcesTrainer",
 }
-PROTOCOLS = ("sweep", "steps", "time", "long")
 
 
 @dataclass(frozen=True)
