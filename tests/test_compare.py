@@ -79,6 +79,23 @@ def test_equal_time_budgets_come_from_the_timing_and_are_the_same_for_every_seed
     assert [r.seed for r in runs] == sorted(r.seed for r in runs)  # seed by seed
 
 
+def test_same_time_sets_how_far_a_models_cost_may_be_before_it_gets_a_time_run(tmp_path):
+    cost = {"models": {"a": {"seconds_per_step": 0.2}, "b": {"seconds_per_step": 0.19},
+                       "c": {"seconds_per_step": 0.3}}}
+    lrs = {"a": 1e-3, "b": 1e-3, "c": 1e-3}
+
+    def timed(same_time: float) -> set[str]:
+        study = _study(tmp_path, same_time=same_time)
+        return {r.model for r in seed_runs(study, lrs, cost) if r.protocol == "time"}
+
+    assert timed(0.02) == {"b", "c"}  # b: 105 steps, 5 % off
+    assert timed(0.07) == {"c"}
+    with pytest.raises(InputError, match="same time 1.5"):
+        check_study(_study(tmp_path, same_time=1.5))
+    saved = _study(tmp_path, same_time=0.02)
+    assert resumable(saved, _study(tmp_path, same_time=0.07)) == []  # only selects runs
+
+
 def test_each_model_keeps_its_swept_rate_with_the_lowest_validation_error(tmp_path):
     study = _study(tmp_path, lrs=[1e-4, 1e-3, 1e-2])
     runs = {}

@@ -21,8 +21,14 @@ DEMO_CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml"
 
 
 def _full_configs() -> list[Path]:
-    """The configs one trains with (every one includes its parts)."""
-    return sorted(path for path in REPO.glob("configs/**/*.yml") if "includes:" in path.read_text())
+    """The configs one trains with: every one includes its parts, and the comparison's dataset
+    configs (``configs/*/compare/<dataset>.yml``, no model) are not among them."""
+    return sorted(path for path in REPO.glob("configs/**/*.yml")
+                  if "includes:" in path.read_text() and not _is_compare_dataset(path))
+
+
+def _is_compare_dataset(path: Path) -> bool:
+    return path.parent.name == "compare" and "\nmodel:" not in path.read_text()
 
 
 DEMO_CONFIGS = [str(path.relative_to(REPO)) for path in _full_configs()

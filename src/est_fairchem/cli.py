@@ -167,7 +167,7 @@ def _compare(args: argparse.Namespace) -> int:
         data=str(args.data), models=_model_files(args.models), seeds=args.seeds,
         steps=args.steps, batch_size=args.batch_size, train_size=args.train_size,
         lrs=args.lrs, sweep_seed=args.sweep_seed, evaluations=args.evaluations,
-        equal_time=not args.no_equal_time, long_factor=args.long_factor,
+        equal_time=not args.no_equal_time, same_time=args.same_time, long_factor=args.long_factor,
         long_seeds=args.long_seeds, long_models=args.long_models,
         model_seeds=dict(args.model_seeds), pairs=[list(pair) for pair in args.pairs],
         later=args.later)
@@ -443,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="validations per run (default 6)")
     compare.add_argument("--no-equal-time", action="store_true",
                          help="skip the runs at the baseline's training time")
+    compare.add_argument("--same-time", type=float, default=0.02, metavar="FRACTION",
+                         help="no time run for a model whose equal-time steps are within this "
+                         "fraction of --steps (default 0.02; e.g. the baseline timing's relative "
+                         "IQR, within which its steps run is its time run)")
     compare.add_argument("--long-factor", type=int, default=0,
                          help="convergence runs of --long-models at steps x this (default none)")
     compare.add_argument("--long-seeds", type=int, nargs="*", default=[])

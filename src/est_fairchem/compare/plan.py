@@ -32,7 +32,6 @@ from est_fairchem.compare.study import (
 from est_fairchem.errors import InputError
 from est_fairchem.testing.result_files import write_json
 
-SAME_TIME = 0.02  # a time run within 2 % of the steps run is that run
 
 
 def finished(results: Path) -> dict[str, dict[str, Any]]:
@@ -70,7 +69,7 @@ def seed_runs(study: Study, lrs: dict[str, float | None], cost: dict[str, Any]) 
             todo.append(Run("steps", name, seed, study.steps, lrs[name]))
             if study.equal_time and name != study.baseline:
                 steps = equal_time_steps(cost, study.baseline, name, study.steps)
-                if abs(steps - study.steps) > SAME_TIME * study.steps:
+                if abs(steps - study.steps) > study.same_time * study.steps:
                     todo.append(Run("time", name, seed, steps, lrs[name]))
     return todo
 

@@ -47,6 +47,9 @@ class Study:
     sweep_seed: int = 1000  # the sweep's seed, none of the evaluation seeds
     evaluations: int = 6  # validations per run
     equal_time: bool = True  # also runs at the baseline's training time
+    # no time run for a model whose equal-time steps are within this fraction of ``steps``
+    # (its steps run is the time run within the timing's own spread)
+    same_time: float = 0.02
     long_factor: int = 0  # convergence runs: steps x this (0: none)
     long_seeds: list[int] = field(default_factory=list)
     long_models: list[str] = field(default_factory=list)
@@ -79,6 +82,8 @@ def check_study(study: Study) -> None:
     for name, path in [("dataset config", study.data), *study.models.items()]:
         if not Path(path).is_file():
             raise InputError(f"{path}: no such file ({name})")
+    if not 0 <= study.same_time < 1:
+        raise InputError(f"same time {study.same_time}: expected a fraction in [0, 1)")
     for key in ("steps", "batch_size", "evaluations"):
         if getattr(study, key) < 1:
             raise InputError(f"{key} {getattr(study, key)}: expected a positive integer")
@@ -108,7 +113,8 @@ def resumable(saved: Study, new: Study) -> list[str]:
     """What differs between a results folder's ``study.json`` and this command, apart from
     what only adds or selects runs (seeds, seed limits, long runs, pairs): a resumed study
     must measure the same thing."""
-    keep = {"seeds", "long_seeds", "long_factor", "long_models", "model_seeds", "pairs", "later"}
+    keep = {"seeds", "long_seeds", "long_factor", "long_models", "model_seeds", "pairs", "later",
+            "same_time"}
     return [key for key, value in saved.to_json().items()
             if key not in keep and new.to_json()[key] != value]
 
