@@ -24,6 +24,8 @@ DEMO_CONFIGS = {
     "configs/ase_db/demo/eqv2_stress.yml": ("bulk", "data/demo/bulk"),
     "configs/qm9/demo/est_demo.yml": ("qm9", "data/demo/qm9/lmdb"),
     "configs/qm9/demo/est_ga_demo.yml": ("qm9", "data/demo/qm9/lmdb"),
+    **{f"configs/ase_db/energy/{name}.yml": ("adsorption", "data/demo/adsorption")
+       for name in ("equiformer", "est_equiformer", "eqv2", "est_eqv2")},
 }
 
 
@@ -31,7 +33,7 @@ DEMO_CONFIGS = {
 def demo_data(tmp_path_factory):
     """The demo datasets at their default sizes and seed, as the configs' headers make them."""
     root = tmp_path_factory.mktemp("demo")
-    for task in ("s2ef", "is2re", "bulk"):
+    for task in ("s2ef", "is2re", "bulk", "adsorption"):
         assert main(["make-demo-data", "--task", task, "--out", str(root / task)]) == 0
     raw = root / "qm9" / "raw"
     assert main(["make-demo-data", "--task", "qm9", "--out", str(raw)]) == 0

@@ -20,14 +20,15 @@ from est_fairchem.errors import InputError
 
 def _make_demo_data(args: argparse.Namespace) -> int:
     if args.systems is None:
-        args.systems = {"s2ef": 48, "oc22": 48, "bulk": 48, "qm9": 200}.get(args.task, 64)
+        args.systems = {"s2ef": 48, "oc22": 48, "bulk": 48, "adsorption": 48,
+                        "qm9": 200}.get(args.task, 64)
     if args.systems < 1 or args.frames < 1:
         print("est-fairchem: --systems and --frames must be >= 1", file=sys.stderr)
         return 2
     if args.task == "qm9":
         return _make_qm9_demo(args)
-    if args.task == "bulk":
-        return _make_bulk_demo(args)
+    if args.task in ("bulk", "adsorption"):
+        return _make_database_demo(args)
     if args.task in ("s2ef", "oc22"):
         from est_fairchem.data.demo_s2ef import DemoSizes, make_oc22_demo, make_s2ef_demo
 
@@ -48,12 +49,19 @@ def _make_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _make_bulk_demo(args: argparse.Namespace) -> int:
-    from est_fairchem.data.demo_bulk import BulkSizes, make_bulk_demo
-
+def _make_database_demo(args: argparse.Namespace) -> int:
     held_out = max(2, args.systems // 4)
-    metadata = make_bulk_demo(args.out, seed=args.seed, overwrite=args.overwrite,
-                              sizes=BulkSizes(train=args.systems, val=held_out, test=held_out))
+    if args.task == "bulk":
+        from est_fairchem.data.demo_bulk import BulkSizes, make_bulk_demo
+
+        metadata = make_bulk_demo(args.out, seed=args.seed, overwrite=args.overwrite,
+                                  sizes=BulkSizes(train=args.systems, val=held_out, test=held_out))
+    else:
+        from est_fairchem.data.demo_adsorption import AdsorptionSizes, make_adsorption_demo
+
+        metadata = make_adsorption_demo(
+            args.out, seed=args.seed, overwrite=args.overwrite,
+            sizes=AdsorptionSizes(train=args.systems, val=held_out, test=held_out))
     for split, count in metadata["rows"].items():
         print(f"{split:<6} {count:>5} rows   {args.out / f'{split}.db'}")
     print(f"metadata       {args.out / 'metadata.json'}")
@@ -315,14 +323,18 @@ def build_parser() -> argparse.ArgumentParser:
         "stand-in properties, for `est-fairchem prepare-qm9`. bulk = ASE databases "
         "(train.db, val.db, test.db, fairchem's ase_db format) of strained, rattled fcc metals "
         "with EMT energies, forces and stress. oc22 = the s2ef records in OC22's layout "
-        "(total energy as y, forces as force, oc22 = 1) for the oc22_lmdb configs.",
+        "(total energy as y, forces as force, oc22 = 1) for the oc22_lmdb configs. adsorption "
+        "= ASE databases (train.db, val.db, test.db) of EMT-relaxed metal slabs with one "
+        "adsorbate each and one label, the adsorption energy (energy only, no forces), for the "
+        "configs/ase_db/energy configs.",
     )
-    data.add_argument("--task", choices=["s2ef", "is2re", "is2rs", "qm9", "bulk", "oc22"],
+    data.add_argument("--task", choices=["s2ef", "is2re", "is2rs", "qm9", "bulk", "oc22",
+                                         "adsorption"],
                       default="s2ef", help="dataset kind (default s2ef)")
     data.add_argument("--out", type=Path, required=True, help="output folder")
     data.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     data.add_argument("--systems", type=int, default=None,
-                      help="training systems (default 48 for s2ef, oc22 and bulk, 64 for "
+                      help="training systems (default 48 for s2ef, oc22, bulk and adsorption, 64 for "
                       "is2re/is2rs); for qm9 the number of molecules (default 200)")
     data.add_argument("--frames", type=int, default=4, help="s2ef frames per system (default 4)")
     data.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
