@@ -170,3 +170,31 @@ def test_slabs_and_molecules_from_a_database_reach_the_models(tmp_path):
     qm9_model = build(est_config()).eval()
     prediction = qm9_model(data_list_collater([sample], otf_graph=True))
     assert torch.isfinite(prediction["u0_atomization"]["u0_atomization"]).all()
+
+
+def test_made_adsorption_rows_hold_the_adsorption_energy_alone(tmp_path):
+    """Each row: a relaxed slab with one adsorbate, pbc (T, T, F), one label (no forces), equal
+    to E(system) - E(clean slab) - E(adsorbate) recomputed with EMT; the same for a seed."""
+    from ase.calculators.emt import EMT
+    from ase.db import connect
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    from est_fairchem.data.demo_adsorption import (
+        AdsorptionSizes, adsorbate_energy, clean_slab_energy, make_adsorption_demo)
+
+    sizes = AdsorptionSizes(train=3, val=1, test=1)
+    make_adsorption_demo(tmp_path / "a", seed=3, sizes=sizes)
+    make_adsorption_demo(tmp_path / "b", seed=3, sizes=sizes)
+    with connect(tmp_path / "a" / "train.db") as db, connect(tmp_path / "b" / "train.db") as same:
+        rows, again = list(db.select()), list(same.select())
+    assert [r.energy for r in rows] == [r.energy for r in again]
+    for row in rows:
+        atoms = row.toatoms()
+        assert list(atoms.pbc) == [True, True, False] and (atoms.get_tags() == 2).sum() >= 1
+        with pytest.raises(PropertyNotImplementedError):
+            atoms.get_forces()
+        atoms.calc = EMT()
+        expected = (atoms.get_potential_energy() - clean_slab_energy(row.metal, sizes.fmax,
+                                                                     sizes.max_steps)
+                    - adsorbate_energy(row.adsorbate))
+        assert row.energy == pytest.approx(expected, abs=1e-6)
