@@ -21,14 +21,16 @@ DEMO_CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml"
 
 
 def _full_configs() -> list[Path]:
-    """The configs one trains with: every one includes its parts, and the comparison's dataset
-    configs (``configs/*/compare/<dataset>.yml``, no model) are not among them."""
+    """The configs one trains with: every one includes its parts and has a model (the parts
+    that include others, such as an optim file or a comparison's dataset config, do not)."""
     return sorted(path for path in REPO.glob("configs/**/*.yml")
-                  if "includes:" in path.read_text() and not _is_compare_dataset(path))
+                  if "includes:" in path.read_text() and _has_model(path))
 
 
-def _is_compare_dataset(path: Path) -> bool:
-    return path.parent.name == "compare" and "\nmodel:" not in path.read_text()
+def _has_model(path: Path) -> bool:
+    from fairchem.core.common.utils import load_config as fairchem_load_config
+
+    return "name" in fairchem_load_config(str(path))[0].get("model", {})
 
 
 DEMO_CONFIGS = [str(path.relative_to(REPO)) for path in _full_configs()
