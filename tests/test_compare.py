@@ -42,6 +42,7 @@ def test_a_run_draws_its_training_set_by_seed_and_trains_exactly_its_steps(tmp_p
     # val and test, where a sample_n would clash with their first_n
     assert train["train_split_settings"] == {"sample_n": 40, "seed": 3}
     assert "first_n" not in train and config["dataset"]["val"] == DATA["dataset"]["val"]
+    assert "test" not in config["dataset"]  # tested once, from the best checkpoint
     assert config["trainer"] == "est_fairchem.trainers.PreemptibleOCPTrainer"
     optim = config["optim"]
     assert optim["max_steps"] == optim["T_max"] == 120 and optim["lr_initial"] == 2e-3

@@ -211,7 +211,7 @@ class Run:
 
 def run_config(study: Study, run: Run, data: dict[str, Any], model: dict[str, Any],
                split: str = "val") -> dict[str, Any]:
-    """The fairchem config of ``run`` (train, validate on ``val``, test on ``test``), or for
+    """The fairchem config of ``run`` (train, validate on ``val``; no test split), or for
     its evaluation on the test split: ``split='validate'``, the test split as fairchem's val
     (``--mode validate``); ``split='predict'``, the test split alone (``--mode predict``).
     fairchem's LMDB dataset opens a file once per process, so no config names it twice."""
@@ -228,6 +228,8 @@ def run_config(study: Study, run: Run, data: dict[str, Any], model: dict[str, An
         config["dataset"]["val"] = config["dataset"].pop("test")
     elif split == "predict":
         config["dataset"].pop("val")
+    else:  # training: the test split is evaluated once, from the best checkpoint, not by
+        config["dataset"].pop("test")  # fairchem at every improvement of validation
     evaluations = study.evaluations * (4 if run.protocol == "long" else 1)
     config["optim"] = optim_section(config.get("optim", {}), run.lr, run.steps,
                                     study.batch_size, evaluations)
