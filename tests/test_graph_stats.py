@@ -99,3 +99,26 @@ def test_a_sample_of_a_large_split_is_seeded(tmp_path, molecules):
     first = graph_statistics(config, max_structures=7, seed=3)
     assert first.structures == 7 and first.total == 20
     assert graph_statistics(config, max_structures=7, seed=3) == first
+
+
+def test_fairchems_overrides_point_the_command_at_other_data(tmp_path, molecules, capsys):
+    """`--dataset.train.src=...` as fairchem takes it, and a selection holding `=` (which
+    fairchem's own parser splits wrongly) picks the rows; a malformed override is one line."""
+    config = _config(tmp_path, tmp_path / "missing.db", False, 5.0, 500)
+    db = tmp_path / "mine.db"
+    with connect(str(db)) as handle:
+        for atoms in molecules:
+            atoms.calc = SinglePointCalculator(atoms, energy=0.0)
+            handle.write(atoms, kind="small" if len(atoms) <= 5 else "large")
+    small = [atoms for atoms in molecules if len(atoms) <= 5]
+    assert main(["graph-stats", str(config), f"--dataset.train.src={db}",
+                 "--dataset.train.select_args.selection=kind=small",
+                 "--model.backbone.max_radius=2.0"]) == 0
+    out = capsys.readouterr().out
+    assert f"all {len(small)} structures" in out and "max_radius 2 A" in out
+    assert f"avg_degree:    {_ase_degrees(small, 2.0, 500).mean():.4f}" in out
+    assert main(["graph-stats", str(config), "--dataset.train.src"]) == 2
+    assert "expected --key.path=value" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the other commands take no overrides
+        main(["make-demo-data", "--task", "bulk", "--out", str(tmp_path / "d"), "--x.y=1"])
+    assert "unrecognized arguments: --x.y=1" in capsys.readouterr().err

@@ -119,12 +119,13 @@ def _count_params(args: argparse.Namespace) -> int:
 def _graph_stats(args: argparse.Namespace) -> int:
     from est_fairchem.testing.result_files import write_json
     from est_fairchem.tools.graph_stats import graph_statistics, mismatches
+    from est_fairchem.tools.model_from_config import dotted_overrides
 
     if args.json is not None and args.json.exists() and not args.overwrite:
         raise InputError(f"--json {args.json} already exists: pass --overwrite to replace it")
     max_structures = None if args.all else args.max_structures
     stats = graph_statistics(args.config, split=args.split, max_structures=max_structures,
-                             seed=args.seed)
+                             seed=args.seed, overrides=dotted_overrides(args.overrides))
     graph = stats.graph
     sampled = (f"all {stats.total:,}" if stats.structures == stats.total else
                f"a random sample of {stats.structures:,} of {stats.total:,} (seed {args.seed})")
@@ -408,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         "max_radius, max_neighbors and use_pbc, and print avg_num_nodes (atoms per structure) "
         "and avg_degree (neighbours per atom), the two numbers that normalise the models' sums, "
         "beside every value the config sets. Put them in model.backbone (and in the heads that "
-        "take avg_num_nodes).",
+        "take avg_num_nodes). fairchem's overrides apply, e.g. --dataset.train.src=my/train.db.",
     )
     stats.add_argument("config", type=Path, help="fairchem YAML config")
     stats.add_argument("--split", default="train", help="dataset split (default train)")
@@ -537,13 +538,20 @@ def _interrupted_line(args: argparse.Namespace, name: str) -> str:
     return f"est-fairchem {args.command}: interrupted by {name}; {written}"
 
 
+_TAKES_OVERRIDES = {_graph_stats}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand. Bad input (a file, key or value that is not what was expected) is
     one line on stderr and exit status 2; SIGINT / SIGTERM clean up, print one line and exit
     with 128 + the signal number. ``--debug`` (or ``EST_FAIRCHEM_DEBUG=1``) shows tracebacks."""
     from est_fairchem.data.output_folder import Interrupted, raise_interrupted
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    args.overrides = extra  # fairchem's --key.path=value form, for the commands that take it
+    if extra and args.func not in _TAKES_OVERRIDES:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(args)
     if not debug:  # fairchem loads its own Wigner tables with torch.load at import time

@@ -125,7 +125,8 @@ def _batches(dataset, indices: np.ndarray, size: int) -> Iterator:
 
 def graph_statistics(config_path: str | Path, split: str = "train",
                      max_structures: int | None = 20_000, seed: int = 0,
-                     batch_size: int = 32) -> GraphStatistics:
+                     batch_size: int = 32, overrides: dict[str, Any] | None = None,
+                     ) -> GraphStatistics:
     """Count ``avg_num_nodes`` and ``avg_degree`` on ``split`` of the config at ``config_path``.
 
     Args:
@@ -136,6 +137,8 @@ def graph_statistics(config_path: str | Path, split: str = "train",
             ``cv / sqrt(n)``: below 0.3 % for 20,000 QM9 molecules.
         seed: seed of that sample.
         batch_size: structures per neighbour search.
+        overrides: nested keys that replace the config's (fairchem's ``--a.b=c`` overrides,
+            see :func:`~est_fairchem.tools.model_from_config.dotted_overrides`).
     """
     from fairchem.core.common.utils import setup_imports
     from fairchem.core.datasets.base_dataset import create_dataset
@@ -144,6 +147,10 @@ def graph_statistics(config_path: str | Path, split: str = "train",
 
     path = Path(config_path)
     config = load_config(path)
+    if overrides:
+        from fairchem.core.common.utils import merge_dicts
+
+        config, _ = merge_dicts(config, overrides)
     options = graph_options(config["model"])
     setup_imports()
     dataset = create_dataset(_split_config(config, split, path), split)

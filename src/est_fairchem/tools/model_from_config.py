@@ -23,6 +23,33 @@ def load_config(path: str | Path) -> dict:
     return config
 
 
+def dotted_overrides(args: list[str]) -> dict:
+    """``["--dataset.train.src=my.db", ...]`` (fairchem's command-line form) as a nested dict,
+    each value read as fairchem reads it (a Python literal, else the string). Split at the
+    first ``=`` only, so a value may hold one (``--dataset.train.select_args.selection=metal=Pt``,
+    which fairchem's own parser refuses)."""
+    import ast
+
+    from est_fairchem.errors import InputError
+
+    nested: dict = {}
+    for arg in args:
+        key, sep, value = arg.removeprefix("--").partition("=")
+        if not arg.startswith("--") or not sep or not key or "" in key.split("."):
+            raise InputError(f"{arg!r}: expected --key.path=value (fairchem's override form)")
+        *parents, last = key.split(".")
+        section = nested
+        for name in parents:
+            section = section.setdefault(name, {})
+            if not isinstance(section, dict):
+                raise InputError(f"{arg!r}: {name} was given a value and a sub-key")
+        try:
+            section[last] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            section[last] = value
+    return nested
+
+
 def build_model(config: dict) -> nn.Module:
     """Instantiate ``config['model']`` through fairchem's registry (dotted paths work)."""
     from fairchem.core.common.registry import registry
