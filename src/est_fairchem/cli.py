@@ -537,7 +537,11 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:  # fairchem loads its own Wigner tables with torch.load at import time
         warnings.filterwarnings("ignore", message="You are using `torch.load`",
                                 category=FutureWarning, module=r"fairchem\.")
-    previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    # SIGINT explicitly too: a shell without job control starts a background command (`cmd &`,
+    # `make test &`) with SIGINT ignored, and Python then keeps it ignored, so Ctrl-C or
+    # `kill -INT` would be lost and the run would go on to write its output
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupted),
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -556,7 +560,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"est-fairchem {args.command}: {err}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":
