@@ -264,8 +264,10 @@ def _warm_start(args: argparse.Namespace) -> int:
     print(f"normalizers copied: {', '.join(summary['normalizers']) or 'none'}; "
           f"EMA state: {'yes' if summary['ema'] else 'no (config has no optim.ema_decay)'}")
     print(f"wrote {summary['out']}")
+    start = ("--model.warm_start.checkpoint=" if summary["warm_start_config"]
+             else "--checkpoint ")  # a WarmStartHydraModel config loads an EST file as it is
     print(f"train from it: fairchem --mode train --config-yml {args.config} "
-          f"--checkpoint {summary['out']}")
+          f"{start}{summary['out']}")
     return 0
 
 
@@ -510,8 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                 IsADirectoryError, PermissionError)  # InputError, WarmStartError, ...
+# A user's mistake: one line and exit 2. Anything else (a ValueError included) is a bug of the
+# package or of a library and keeps its traceback.
+_USAGE_ERRORS = (InputError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                 IsADirectoryError, PermissionError)  # InputError: WarmStartError, ...
 
 
 def _debug_requested(args: argparse.Namespace) -> bool:

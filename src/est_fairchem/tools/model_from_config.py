@@ -7,6 +7,8 @@ from pathlib import Path
 
 from torch import nn
 
+from est_fairchem.errors import InputError
+
 
 def load_config(path: str | Path) -> dict:
     """Load a fairchem config with its ``includes:`` resolved (fairchem's own loader)."""
@@ -17,9 +19,9 @@ def load_config(path: str | Path) -> dict:
         raise FileNotFoundError(f"config file not found: {path}")
     config, _, errors = fairchem_load_config(str(path))
     if errors:
-        raise ValueError(f"{path}: conflicting keys in included configs: {errors}")
+        raise InputError(f"{path}: conflicting keys in included configs: {errors}")
     if "model" not in config or "name" not in config["model"]:
-        raise ValueError(f"{path}: expected a 'model:' section with a 'name:' key")
+        raise InputError(f"{path}: expected a 'model:' section with a 'name:' key")
     return config
 
 
