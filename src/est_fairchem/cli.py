@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path, help="fairchem YAML config")
     check.add_argument("--checkpoint", type=Path, default=None, help="fairchem checkpoint.pt")
     check.add_argument("--structure", type=Path, default=None,
-                       help="any ASE-readable structure (default: a made slab, or a made "
+                       help="any ASE-readable structure, the first of a file holding "
+                            "several (a database's first row; default: a made slab, or a made "
                             "molecule for molecular models, use_pbc: False)")
     check.add_argument("--rotations", type=_positive_int, default=5,
                        help="random rotations (default 5)")

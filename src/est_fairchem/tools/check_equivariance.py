@@ -47,14 +47,15 @@ def check_finite_atoms(atoms, name: str) -> None:
 
 
 def read_structure(path: Path):
-    """The first structure of an ASE-readable file, with errors that name the file (also for
-    NaN or infinite positions or cell)."""
+    """The first structure of an ASE-readable file (a database's first row, a trajectory's
+    first frame), with errors that name the file (also for NaN or infinite positions or
+    cell)."""
     from ase.io import read
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"structure file not found: {path}")
     try:
-        atoms = read(path)
+        atoms = read(path, index=0)  # ASE's default is the last one
     except Exception as error:  # ASE raises many types for unreadable files
         raise InputError(f"{path}: ASE cannot read a structure from it ({error})") from error
     if len(atoms) == 0:
