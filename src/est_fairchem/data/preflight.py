@@ -108,8 +108,15 @@ def check_key_mapping(path: Path | str, key_mapping: dict[str, Any] | None) -> N
     if not key_mapping:
         return
     from fairchem.core.common.utils import pyg2_data_transform
+    from torch_geometric.data import Data
 
-    keys = set(pyg2_data_transform(first_record(path)).keys())
+    record = first_record(path)
+    if isinstance(record, Data):
+        keys = set(pyg2_data_transform(record).keys())
+    elif isinstance(record, dict):
+        keys = set(record)
+    else:
+        return  # not a record fairchem's LMDB datasets read: their own error follows
     missing = [key for key in key_mapping if key not in keys]
     if missing and keys & {"y", "y_relaxed"}:
         key = missing[0]
