@@ -21,7 +21,6 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from est_fairchem.errors import InputError
 from est_fairchem.nn.experts import ExpertGate
 from est_fairchem.nn.mixture import HybridExpertMixture
 from est_fairchem.nn.renamed_keys import accept_old_keys
@@ -56,7 +55,7 @@ class ESTUpdate(HybridExpertMixture):
         self.num_steerable = len(steerable_experts)
         self.num_spherical = spherical.num_experts if spherical is not None else 0
         if self.num_steerable + self.num_spherical == 0:
-            raise InputError("an EST update needs at least one expert")
+            raise ValueError("an EST update needs at least one expert")
         # (the order of the parameters, which fairchem's EMA and optimizer state follow)
         self.steerable_experts = nn.ModuleList(steerable_experts)
         self.gate = gate

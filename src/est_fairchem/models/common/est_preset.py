@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-from est_fairchem.errors import InputError
 from est_fairchem.models.common.est_config import ESTConfig, ESTConfigError, options_mapping
 from est_fairchem.models.common.trained_options import spelled
 
@@ -85,7 +84,7 @@ def paper_options(backbone: str, lmax: int, explicit: Mapping[str, Any] | None =
     degree ``lmax``; ``channels`` are the grid's (EquiformerV2 ``sphere_channels``, the pure
     EST's ``channels``; Equiformer takes C_F from ``explicit``, the keys beside the preset)."""
     if backbone not in BACKBONES:
-        raise InputError(f"backbone={backbone!r}: expected one of {list(BACKBONES)}")
+        raise ValueError(f"backbone={backbone!r}: expected one of {list(BACKBONES)}")
     steerable, spherical = PAPER_EXPERTS[backbone]
     return {
         "num_points": paper_num_points(lmax),

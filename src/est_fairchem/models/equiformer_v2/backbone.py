@@ -31,7 +31,6 @@ from fairchem.core.models.equiformer_v2.transformer_block import TransBlockV2
 from fairchem.core.models.equiformer_v2.weight_initialization import eqv2_init_weights
 from torch import nn
 
-from est_fairchem.errors import InputError
 from est_fairchem.models.common.est_config import ESTConfigError
 from est_fairchem.models.common.est_preset import log_est_options, preset_name
 from est_fairchem.models.common.est_resolution import resolve_est_options
@@ -51,7 +50,7 @@ class ESTTransBlockV2(nn.Module):
     def __init__(self, block: TransBlockV2, update: ESTUpdate) -> None:
         super().__init__()
         if block.ffn_shortcut is not None:
-            raise InputError("EST update blocks need equal input and output channels")
+            raise ValueError("EST update blocks need equal input and output channels")
         self.norm_1 = block.norm_1
         self.ga = block.ga
         self.drop_path = block.drop_path
