@@ -18,7 +18,9 @@ import torch
 from est_fairchem.checkpoints import read_checkpoint
 from est_fairchem.data.output_folder import check_output_file
 from est_fairchem.models.equiformer_v2.checkpoint import prediction_weights
-from est_fairchem.models.equiformer_v2.warm_start import WarmStartError, warm_start
+from est_fairchem.models.equiformer_v2.warm_start import (
+    WarmStartError, check_is_eqv2_state, warm_start,
+)
 from est_fairchem.tools.model_from_config import build_model, load_config
 
 
@@ -60,6 +62,10 @@ def warm_start_checkpoint(
     out = Path(out)
     check_output_file(out, protect=(eqv2_checkpoint, est_config), overwrite=overwrite)
     checkpoint = read_checkpoint(eqv2_checkpoint)
+    try:  # before prediction_weights, which builds the checkpoint's own model
+        check_is_eqv2_state(checkpoint["state_dict"])
+    except WarmStartError as err:
+        raise WarmStartError(f"--from {eqv2_checkpoint}: {err}") from None
     weights = prediction_weights(checkpoint, eqv2_checkpoint)
     given = load_config(est_config)
     config = plain_hydra_config(given)
