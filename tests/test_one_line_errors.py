@@ -174,3 +174,21 @@ def test_fairchem_train_on_a_bad_database_ends_with_the_line_naming_it(bulk_data
     assert "AttributeError" not in output and "sqlite3.DatabaseError" not in output
     last = result.stderr.strip().splitlines()[-1]
     assert last.endswith(f"est_fairchem.errors.InputError: {expected}"), last
+
+
+def test_a_users_mistake_is_exit_2_and_a_bug_keeps_its_traceback(monkeypatch, tmp_path,
+                                                                  capsys):
+    """Only InputError (and missing files) become one line: a ValueError from inside the
+    package is a bug, and the command lets its traceback through."""
+    from est_fairchem import cli
+    from est_fairchem.tools import model_from_config
+
+    assert cli.main(["count-params", str(_config_with_est(tmp_path, "{presett: paper}"))]) == 2
+    assert "unknown EST option(s) ['presett']" in capsys.readouterr().err
+
+    def a_bug(config):
+        raise ValueError("an internal inconsistency")
+
+    monkeypatch.setattr(model_from_config, "build_model", a_bug)
+    with pytest.raises(ValueError, match="an internal inconsistency"):
+        cli.main(["count-params", str(DEMO_EST)])
