@@ -140,11 +140,11 @@ def copy_eqv2_weights(model: nn.Module, eqv2_state: dict[str, torch.Tensor]) -> 
                 problems.append(f"  {key} {tuple(value.shape)}: no '{src}' in the checkpoint")
             continue
         used.add(src)
-        if not isinstance(source[src], torch.Tensor) or source[src].shape != value.shape:
-            found = getattr(source[src], "shape", type(source[src]).__name__)
-            problems.append(f"  {key} {tuple(value.shape)} <- '{src}' {tuple(found)}"
-                            if isinstance(found, torch.Size) else
-                            f"  {key} {tuple(value.shape)} <- '{src}' (a {found})")
+        found = source[src]
+        if not isinstance(found, torch.Tensor) or found.shape != value.shape:
+            what = (tuple(found.shape) if isinstance(found, torch.Tensor)
+                    else f"(a {type(found).__name__})")
+            problems.append(f"  {key} {tuple(value.shape)} <- '{src}' {what}")
             continue
         loaded[key] = source[src]
     unused = sorted(set(source) - used)
