@@ -2,16 +2,18 @@
 #   make demo   - create .venv, install everything, run the EST-EquiformerV2 demo on made data
 #   make test   - create .venv if needed and run the whole test suite (what CI runs)
 #   make test-fast - the same without the end-to-end runs of the real fairchem command (-m 'not e2e')
-# With internet, take PyG's prebuilt torch-scatter/torch-sparse wheels instead of compiling them
-# (about 28 of the 33 minutes of a fresh install here):
-#   make install PYG_WHEELS=auto      - the index for the installed torch and its CUDA build
+# torch-scatter/torch-sparse: PyG's prebuilt wheels for the installed torch and its CUDA build
+# when pip can get them, else compiled from source (about 28 of the 33 minutes of a fresh install
+# here); one line says which was done and why (scripts/pyg_wheel_index.py):
+#   make install                      - PYG_WHEELS=auto: the wheels, or compile without them
 #   make install PYG_WHEELS=<url>     - a given index, e.g. https://data.pyg.org/whl/torch-2.4.0+cu121.html
+#   make install PYG_WHEELS=source    - compile without trying the wheels
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.est-fairchem-installed
-PYG_WHEELS ?=
+PYG_WHEELS ?= auto
 PYTEST_ARGS ?=
 
 .PHONY: install demo test test-fast clean-demo peers
@@ -23,14 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --upgrade pip wheel setuptools
 	# torch first: torch-scatter and torch-sparse (imported by fairchem 1.x at start-up) build against it
 	$(BIN)/python -m pip install "torch~=2.4.0" "numpy>=1.26,<2" ninja
-ifeq ($(strip $(PYG_WHEELS)),)
-	$(BIN)/python -m pip install --no-build-isolation torch-scatter torch-sparse
-else ifeq ($(strip $(PYG_WHEELS)),auto)
-	index=$$($(BIN)/python scripts/pyg_wheel_index.py) && echo "PyG wheels: $$index" && \
-	$(BIN)/python -m pip install --only-binary torch-scatter,torch-sparse torch-scatter torch-sparse -f "$$index"
-else
-	$(BIN)/python -m pip install torch-scatter torch-sparse -f $(PYG_WHEELS)
-endif
+	$(BIN)/python scripts/pyg_wheel_index.py --install "$(strip $(PYG_WHEELS))"
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $(STAMP)
 

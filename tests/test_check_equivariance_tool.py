@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from est_fairchem.errors import InputError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,7 +51,7 @@ def test_structures_outside_the_element_table_are_refused(tmp_path):
 
     slab = tmp_path / "pt.traj"
     fcc111("Pt", (2, 2, 3), vacuum=6.0).write(slab)
-    with pytest.raises(ValueError, match=r"pt.traj: elements Pt are outside the model's element "
+    with pytest.raises(InputError, match=r"pt.traj: elements Pt are outside the model's element "
                                          r"table \(max_num_elements: 10"):
         check_equivariance(REPO / "configs/qm9/demo/est_demo.yml", structure=slab, rotations=1)
 
@@ -62,7 +64,7 @@ def test_unreadable_structures_are_named(tmp_path):
         read_structure(missing)
     garbage = tmp_path / "notes.xyz"
     garbage.write_text("not a structure\n")
-    with pytest.raises(ValueError, match="notes.xyz: ASE cannot read a structure"):
+    with pytest.raises(InputError, match="notes.xyz: ASE cannot read a structure"):
         read_structure(garbage)
     assert garbage.read_text() == "not a structure\n"  # the user's file is left as it was
 
@@ -115,7 +117,7 @@ def test_rotation_count_must_be_positive():
 
     from est_fairchem.tools.check_equivariance import check_equivariance
 
-    with pytest.raises(ValueError, match="rotations=0: expected at least 1"):
+    with pytest.raises(InputError, match="rotations=0: expected at least 1"):
         check_equivariance(REPO / "configs/oc20/s2ef/demo/eqv2_demo.yml", rotations=0)
     script = Path(sys.executable).with_name("est-fairchem")
     result = subprocess.run([str(script), "check-equivariance",

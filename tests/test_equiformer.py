@@ -11,6 +11,7 @@ import torch
 import yaml
 from e3nn import o3
 
+from est_fairchem.errors import InputError
 from est_fairchem.models.common.est_config import ESTConfigError
 from est_fairchem.testing import relative_error
 from est_fairchem.testing.backbone_suite import BackboneSuite
@@ -180,11 +181,11 @@ def test_molecules_without_periodic_cell(float64):
 
 
 def test_bad_options_fail_naming_the_key():
-    with pytest.raises(ValueError, match="irreps_node_embedding='32x1e\\+16x0e'"):
+    with pytest.raises(InputError, match="irreps_node_embedding='32x1e\\+16x0e'"):
         _model(irreps_node_embedding="32x1e+16x0e")
-    with pytest.raises(ValueError, match="irreps_mlp_mid='64y0e'"):
+    with pytest.raises(InputError, match="irreps_mlp_mid='64y0e'"):
         _model(irreps_mlp_mid="64y0e")
-    with pytest.raises(ValueError, match="basis_type='cosine'"):
+    with pytest.raises(InputError, match="basis_type='cosine'"):
         _model(basis_type="cosine")
     with pytest.raises(ESTConfigError, match="unknown EST option"):
         _model({"num_expert": 3})

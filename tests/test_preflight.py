@@ -128,11 +128,11 @@ def test_checked_dataset_reads_as_fairchem_and_refuses_bad_data(real, bad):
 
 
 def test_every_lmdb_config_checks_its_data():
-    checked = {"configs/ase_db": "CheckedAseDBDataset", "configs/oc22": "oc22_lmdb"}
+    checked = {"configs/ase_db": "CheckedAseDBDataset", "configs/oc22": "CheckedOC22LmdbDataset"}
     for path in REPO.glob("configs/**/dataset.yml"):
         relative = str(path.relative_to(REPO))
         expected = next((fmt for folder, fmt in checked.items() if relative.startswith(folder)),
-                        "CheckedLmdbDataset")  # OC22's records need fairchem's own reader
+                        "CheckedLmdbDataset")  # OC22's records: fairchem's oc22_lmdb, checked
         assert expected in path.read_text(), path
         assert "format: lmdb" not in path.read_text(), path
 

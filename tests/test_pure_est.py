@@ -12,6 +12,7 @@ import torch
 import yaml
 from e3nn import o3
 
+from est_fairchem.errors import InputError
 from est_fairchem.models.common.est_config import ESTConfigError
 from est_fairchem.testing import relative_error, rotate_steerable
 from est_fairchem.testing.backbone_suite import BackboneSuite
@@ -207,11 +208,11 @@ def test_invalid_options_fail_naming_the_key(overrides, key):
 
 
 def test_invalid_backbone_values_fail_naming_the_key():
-    with pytest.raises(ValueError, match="basis_type='cosine'"):
+    with pytest.raises(InputError, match="basis_type='cosine'"):
         build(est_config(basis_type="cosine"))
-    with pytest.raises(ValueError, match="irreps_mlp_mid='12x3q'"):
+    with pytest.raises(InputError, match="irreps_mlp_mid='12x3q'"):
         build(est_config(irreps_mlp_mid="12x3q"))
-    with pytest.raises(ValueError, match="regress_forces"):
+    with pytest.raises(InputError, match="regress_forces"):
         build(est_config(regress_forces=True))
 
 

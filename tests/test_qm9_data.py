@@ -139,7 +139,7 @@ def test_split_sizes_full_release_and_scaled_demo():
     assert split_sizes(200) == (168, 15, 17)
     assert split_sizes(3) == (1, 1, 1)
     assert sum(split_sizes(120_000)) == 120_000 and split_sizes(120_000)[2] > 0
-    with pytest.raises(ValueError, match="at least 3 molecules"):
+    with pytest.raises(InputError, match="at least 3 molecules"):
         split_sizes(2)
 
 

@@ -90,3 +90,24 @@ def test_a_bad_row_names_file_line_and_column(csv_and_xyz, tmp_path):
                                              r"number, found 'n/a'"):
         prepare_qm9(bad, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_truncated_file_is_one_line_naming_file_and_line(csv_and_xyz, tmp_path):
+    """A download cut inside its last row: csv gives None for the missing columns."""
+    from tests.model_utils import est_fairchem_cli
+    import subprocess
+
+    text = (csv_and_xyz[0] / "qm9_part1.csv").read_text()
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    last_row_start = text.rstrip("\n").rfind("\n") + 1
+    (cut / "qm9_part1.csv").write_text(text[:last_row_start + 40])
+    result = subprocess.run([*est_fairchem_cli(), "prepare-qm9", "--raw", str(cut), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"est-fairchem prepare-qm9: {cut / 'qm9_part1.csv'}, line "
+                           f"{ROWS + 1}: the row ends before column "), last
+    assert "a truncated file?" in last
+    assert not (tmp_path / "out").exists()

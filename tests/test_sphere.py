@@ -9,6 +9,7 @@ import pytest
 import torch
 from e3nn import o3
 
+from est_fairchem.errors import InputError
 from est_fairchem.sphere.wigner import wigner_d
 from est_fairchem.sphere import (
     SphericalTransform,
@@ -88,11 +89,11 @@ def test_point_sets_are_built_once():
 
 
 def test_bad_point_counts_name_the_valid_ones():
-    with pytest.raises(ValueError, match="available counts: .*110"):
+    with pytest.raises(InputError, match="available counts: .*110"):
         sphere_points("lebedev", 100, 0)
-    with pytest.raises(ValueError, match="square"):
+    with pytest.raises(InputError, match="square"):
         sphere_points("latlong", 90, 0)
-    with pytest.raises(ValueError, match="unknown sampling 'icosahedron'"):
+    with pytest.raises(InputError, match="unknown sampling 'icosahedron'"):
         sphere_points("icosahedron", 90, 0)
 
 
@@ -104,7 +105,7 @@ def test_sampling_bound():
 
 
 def test_too_few_points_fail_clearly():
-    with pytest.raises(ValueError, match="cannot resolve degrees up to lmax=4"):
+    with pytest.raises(InputError, match="cannot resolve degrees up to lmax=4"):
         SphericalTransform(4, sphere_points("latlong", 64, 0))
 
 
@@ -149,5 +150,5 @@ def test_gram_condition_threshold_separates_usable_sets(float64, lmax):
     for points in usable:
         SphericalTransform(lmax, points)
     for points in degenerate:
-        with pytest.raises(ValueError, match="cannot resolve degrees up to"):
+        with pytest.raises(InputError, match="cannot resolve degrees up to"):
             SphericalTransform(lmax, points)

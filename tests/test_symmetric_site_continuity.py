@@ -20,6 +20,7 @@ import pytest
 import torch
 from e3nn import o3
 
+from est_fairchem.errors import InputError
 from est_fairchem.testing import relative_error
 from est_fairchem.testing.structures import graph_batch, made_slab, rotated
 from tests.model_utils import build, small_model_config
@@ -216,5 +217,5 @@ def test_equivariance_stays_exact_without_symmetry(float64):
 def test_frame_threshold_is_checked(threshold):
     from est_fairchem.nn.local_frame import LocalFrame
 
-    with pytest.raises(ValueError, match="threshold"):
+    with pytest.raises(InputError, match="threshold"):
         LocalFrame(4, threshold=threshold)

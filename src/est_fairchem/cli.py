@@ -273,8 +273,10 @@ def _warm_start(args: argparse.Namespace) -> int:
     print(f"normalizers copied: {', '.join(summary['normalizers']) or 'none'}; "
           f"EMA state: {'yes' if summary['ema'] else 'no (config has no optim.ema_decay)'}")
     print(f"wrote {summary['out']}")
+    start = ("--model.warm_start.checkpoint=" if summary["warm_start_config"]
+             else "--checkpoint ")  # a WarmStartHydraModel config loads an EST file as it is
     print(f"train from it: fairchem --mode train --config-yml {args.config} "
-          f"--checkpoint {summary['out']}")
+          f"{start}{summary['out']}")
     return 0
 
 
@@ -394,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path, help="fairchem YAML config")
     check.add_argument("--checkpoint", type=Path, default=None, help="fairchem checkpoint.pt")
     check.add_argument("--structure", type=Path, default=None,
-                       help="any ASE-readable structure (default: a made slab, or a made "
+                       help="any ASE-readable structure, the first of a file holding "
+                            "several (a database's first row; default: a made slab, or a made "
                             "molecule for molecular models, use_pbc: False)")
     check.add_argument("--rotations", type=_positive_int, default=5,
                        help="random rotations (default 5)")
@@ -523,8 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                 IsADirectoryError, PermissionError)  # InputError, WarmStartError, ...
+# A user's mistake: one line and exit 2. Anything else (a ValueError included) is a bug of the
+# package or of a library and keeps its traceback.
+_USAGE_ERRORS = (InputError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                 IsADirectoryError, PermissionError)  # InputError: WarmStartError, ...
 
 
 def _debug_requested(args: argparse.Namespace) -> bool:
@@ -557,7 +562,11 @@ def main(argv: list[str] | None = None) -> int:
     if not debug:  # fairchem loads its own Wigner tables with torch.load at import time
         warnings.filterwarnings("ignore", message="You are using `torch.load`",
                                 category=FutureWarning, module=r"fairchem\.")
-    previous = signal.signal(signal.SIGTERM, raise_interrupted)
+    # SIGINT explicitly too: a shell without job control starts a background command (`cmd &`,
+    # `make test &`) with SIGINT ignored, and Python then keeps it ignored, so Ctrl-C or
+    # `kill -INT` would be lost and the run would go on to write its output
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupted),
+                signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -576,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"est-fairchem {args.command}: {err}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from est_fairchem.compare.study import Run, Study, run_config
+from est_fairchem.errors import InputError
 from est_fairchem.testing.result_files import write_json
 
 
@@ -48,7 +49,7 @@ def scalars(log_dir: Path, tag: str) -> list[tuple[float, int, float]]:
 def primary_metric(config: dict[str, Any]) -> str:
     metric = config.get("evaluation_metrics", {}).get("primary_metric")
     if metric is None:
-        raise ValueError("the dataset config names no evaluation_metrics.primary_metric")
+        raise InputError("the dataset config names no evaluation_metrics.primary_metric")
     return metric
 
 

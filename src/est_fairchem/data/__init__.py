@@ -1,5 +1,6 @@
-"""Datasets of this package. ``est_fairchem.data.CheckedLmdbDataset`` and
-``CheckedAseDBDataset`` (fairchem's ``LmdbDataset`` and ``AseDBDataset`` with pre-flight
+"""Datasets of this package. ``est_fairchem.data.CheckedLmdbDataset``,
+``CheckedOC22LmdbDataset`` and ``CheckedAseDBDataset`` (fairchem's ``LmdbDataset``,
+``OC22LmdbDataset`` and ``AseDBDataset`` with pre-flight
 checks, for ``dataset.train.format`` in configs) import fairchem, so they are loaded on first
 access (PEP 562)."""
 
@@ -9,6 +10,7 @@ import importlib
 from typing import Any
 
 _LAZY = {"CheckedLmdbDataset": "est_fairchem.data.checked_lmdb",
+         "CheckedOC22LmdbDataset": "est_fairchem.data.checked_lmdb",
          "CheckedAseDBDataset": "est_fairchem.data.checked_ase_db"}
 
 __all__ = list(_LAZY)

@@ -10,7 +10,8 @@ splits)::
         src: my_data/train.db
         a2g_args: {r_energy: True, r_forces: True, r_stress: True}
 
-Before training: a missing ``src``, a file that is not an ASE database and a ``select_args``
+Before training: a missing ``src``, a file that is not an ASE database (a text file named
+``.db``: sqlite3 alone names no file) and a ``select_args``
 selection that matches no row fail with one line naming the path (and the selection); the
 first and last rows are read, so a database without the labels ``a2g_args`` asks for fails
 at once. Any later row without them fails when it is read, naming the file, its row id and
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import glob
+import sqlite3
 from functools import cached_property
 from pathlib import Path
 
@@ -73,6 +75,20 @@ class CheckedAseDBDataset(AseDBDataset):
                 "selection matches") from None
         for index in sorted({0, len(self) - 1}):
             self.get_atoms(index)
+
+    def _load_dataset_get_ids(self, config: dict) -> list[int]:
+        """fairchem's, with a file that is not a database named (sqlite3 names none)."""
+        try:
+            return super()._load_dataset_get_ids(config)
+        except sqlite3.DatabaseError as err:
+            db = self.dbs[len(self.db_ids)]  # fairchem lists each database's rows in order
+            raise InputError(
+                f"{getattr(db, 'filename', db)}: not an ASE database (sqlite3: {err}); expected "
+                "an ASE .db (SQLite) or .aselmdb file written with ase.db.connect") from None
+
+    def __del__(self) -> None:
+        if hasattr(self, "dbs"):  # AseDBDataset.__del__ needs a finished __init__
+            super().__del__()
 
     def row_source(self, idx: int) -> tuple[str, int]:
         """(database file, row id) of dataset index ``idx``."""

@@ -86,6 +86,55 @@ def check_lmdb_dataset(path: Path | str) -> int:
     return total
 
 
+def first_record(path: Path | str) -> Any:
+    """The first record (key ``"0"``) of the first LMDB file of ``src: path`` (checked)."""
+    import lmdb
+
+    file = lmdb_files(path)[0]
+    env = lmdb.open(str(file), subdir=False, readonly=True, lock=False, readahead=False,
+                    max_readers=1)
+    try:
+        with env.begin() as txn:
+            return _record(file, txn, "0")
+    finally:
+        env.close()
+
+
+def check_key_mapping(path: Path | str, key_mapping: dict[str, Any] | None) -> None:
+    """Raise :class:`InputError` when ``key_mapping`` renames a key the records of ``path``
+    lack although they hold labels (``y`` or ``y_relaxed``, fairchem's test): fairchem skips
+    such a key in silence (it expects test data without labels there) and stops later with a
+    bare ``KeyError`` of the target's name."""
+    if not key_mapping:
+        return
+    from fairchem.core.common.utils import pyg2_data_transform
+    from torch_geometric.data import Data
+
+    record = first_record(path)
+    if isinstance(record, Data):
+        keys = set(pyg2_data_transform(record).keys())
+    elif isinstance(record, dict):
+        keys = set(record)
+    else:
+        return  # not a record fairchem's LMDB datasets read: their own error follows
+    missing = [key for key in key_mapping if key not in keys]
+    if missing and keys & {"y", "y_relaxed"}:
+        key = missing[0]
+        raise InputError(
+            f"{path}: key_mapping renames {key!r} to {key_mapping[key]!r}, but the records "
+            f"hold no {key!r}; they hold {sorted(keys)} (key_mapping: {{key in the records: "
+            "name the config uses}})")
+
+
+def check_lmdb_config(config: dict[str, Any]) -> None:
+    """Check every ``src`` path of a dataset config (:func:`check_lmdb_dataset`) and its
+    ``key_mapping`` (:func:`check_key_mapping`)."""
+    src = config.get("src")
+    for path in [src] if isinstance(src, (str, Path)) else list(src or ()):
+        check_lmdb_dataset(path)
+        check_key_mapping(path, config.get("key_mapping"))
+
+
 def _check_not_truncated(path: Path, env: Any) -> None:
     needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
     size = path.stat().st_size

@@ -45,6 +45,7 @@ from est_fairchem.data.qm9pack_csv import (
     iter_csv_records,
     qm9pack_data_folder,
 )
+from est_fairchem.errors import InputError
 
 HARTREE_TO_EV = 27.211386245988
 TARGETS = ("mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "u0", "u", "h", "g", "cv")
@@ -100,13 +101,13 @@ def atomization_energies(record: QM9Record) -> dict[str, float]:
 def split_sizes(num_molecules: int) -> tuple[int, int, int]:
     """(train, val, test) sizes for ``num_molecules`` by :data:`SPLIT_RULE`.
 
-    Raises ``ValueError`` for fewer than 3 molecules.
+    Raises ``InputError`` for fewer than 3 molecules.
     """
     n = int(num_molecules)
     if n > FULL_TRAIN + FULL_VAL:
         return FULL_TRAIN, FULL_VAL, n - FULL_TRAIN - FULL_VAL
     if n < 3:
-        raise ValueError(f"a train/val/test split needs at least 3 molecules, got {n}")
+        raise InputError(f"a train/val/test split needs at least 3 molecules, got {n}")
     train = min(max(1, n * FULL_TRAIN // REFERENCE_MOLECULES), n - 2)
     val = min(max(1, n * FULL_VAL // REFERENCE_MOLECULES), n - train - 1)
     return train, val, n - train - val

@@ -28,6 +28,8 @@ from typing import Iterator
 
 import numpy as np
 
+from est_fairchem.errors import InputError
+
 RECORD_PATTERN = "dsgdb9nsd_*.xyz"
 PROPERTY_NAMES = ("A", "B", "C", "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve",
                   "U0", "U", "H", "G", "Cv")
@@ -35,7 +37,7 @@ ELEMENTS = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 _PROPERTY_LINE = "'gdb <index> A B C mu alpha homo lumo gap r2 zpve U0 U H G Cv'"
 
 
-class QM9FormatError(ValueError):
+class QM9FormatError(InputError):
     """A QM9 record or exclusion list that does not follow the release's layout."""
 
 

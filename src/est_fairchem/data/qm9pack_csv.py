@@ -79,6 +79,11 @@ def _numbers(text: str, what: str) -> np.ndarray:
 
 def row_to_record(row: dict[str, str], source: str) -> QM9Record:
     """The release record of one CSV row; ``QM9FormatError`` naming ``source`` and the column."""
+    absent = [column for column in COLUMNS if row.get(column) is None]
+    if absent:  # csv.DictReader fills the columns a short row lacks with None
+        raise QM9FormatError(
+            f"{source}: the row ends before column {absent[0]} ({len(absent)} of {len(COLUMNS)} "
+            "columns missing): a truncated file? Download or copy it again")
     try:
         index = int(row["Index"])
         symbols = [s.strip().strip("'\"") for s in row["Elements"].strip("[]").split(",")]

@@ -51,6 +51,8 @@ import math
 import torch
 from torch import nn
 
+from est_fairchem.errors import InputError
+
 
 # Rows of the degree-1 coefficients holding x, y, z (e3nn: Y_1(p) is proportional to p).
 _DEGREE_ONE_XYZ_ROWS = (1, 2, 3)
@@ -78,7 +80,7 @@ class LocalFrame(nn.Module):
     def __init__(self, channels: int, threshold: float = FRAME_THRESHOLD) -> None:
         super().__init__()
         if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold={threshold}: expected a number in (0, 1)")
+            raise InputError(f"threshold={threshold}: expected a number in (0, 1)")
         self.threshold = threshold
         weights = torch.stack([torch.ones(channels), torch.linspace(-1.0, 1.0, channels)], dim=1)
         self.register_buffer("weights", weights, persistent=False)  # [C, 2]

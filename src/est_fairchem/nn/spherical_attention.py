@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from est_fairchem.errors import InputError
 from est_fairchem.sphere.constants import memoized
 from est_fairchem.sphere.precision import full_precision, full_precision_dtype
 
@@ -111,7 +112,7 @@ class SphericalAttention(nn.Module):
     def __init__(self, channels: int, num_heads: int = 1, orientation_embedding: bool = True):
         super().__init__()
         if channels % num_heads != 0:
-            raise ValueError(f"channels={channels} is not divisible by num_heads={num_heads}")
+            raise InputError(f"channels={channels} is not divisible by num_heads={num_heads}")
         self.channels = channels
         self.num_heads = num_heads
         self.head_dim = channels // num_heads

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from est_fairchem.errors import InputError
 from est_fairchem.nn.experts import SphericalExperts
 from est_fairchem.nn.local_frame import LocalFrame
 from est_fairchem.nn.renamed_keys import accept_old_keys
@@ -83,7 +84,7 @@ class SphericalBranch(nn.Module):
     ) -> None:
         super().__init__()
         if grid_frame not in GRID_FRAMES:
-            raise ValueError(f"grid_frame={grid_frame!r}: expected one of {list(GRID_FRAMES)}")
+            raise InputError(f"grid_frame={grid_frame!r}: expected one of {list(GRID_FRAMES)}")
         self.lmax = lmax
         self.channels = channels
         self.num_experts = num_experts

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from est_fairchem.errors import InputError
 from est_fairchem.nn.spherical_attention import attend_on_sphere, memoized_attention_bias
 from est_fairchem.sphere.precision import full_precision_dtype
 
@@ -32,9 +33,9 @@ class SphericalCrossAttention(nn.Module):
                  dropout: float = 0.0) -> None:
         super().__init__()
         if channels % num_heads != 0:
-            raise ValueError(f"channels={channels} is not divisible by num_heads={num_heads}")
+            raise InputError(f"channels={channels} is not divisible by num_heads={num_heads}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout}: expected a probability in [0, 1)")
+            raise InputError(f"dropout={dropout}: expected a probability in [0, 1)")
         self.channels = channels
         self.num_heads = num_heads
         self.head_dim = channels // num_heads

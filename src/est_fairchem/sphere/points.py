@@ -27,6 +27,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from est_fairchem.errors import InputError
+
 SAMPLINGS = ("fibonacci", "lebedev", "latlong")
 _LEBEDEV_MAX_DEGREE = 131  # the highest order scipy ships (design §3.3)
 
@@ -51,7 +53,7 @@ class SpherePoints:
 def fibonacci_lattice(num_points: int) -> np.ndarray:
     """Half-offset Fibonacci lattice, [S, 3] unit vectors (polar axis z)."""
     if num_points < 1:
-        raise ValueError(f"num_points must be >= 1, got {num_points}")
+        raise InputError(f"num_points must be >= 1, got {num_points}")
     s = np.arange(1, num_points + 1, dtype=np.float64)
     z = 1.0 - (2.0 * s - 1.0) / num_points
     golden_ratio = (1.0 + math.sqrt(5.0)) / 2.0
@@ -142,7 +144,7 @@ def sphere_points(sampling: str, num_points: int, repulsion_steps: int = 0) -> S
     elif sampling == "lebedev":
         counts = lebedev_point_counts()
         if num_points not in counts:
-            raise ValueError(
+            raise InputError(
                 f"sampling 'lebedev' has no rule with num_points={num_points}; "
                 f"available counts: {sorted(counts)}"
             )
@@ -150,12 +152,12 @@ def sphere_points(sampling: str, num_points: int, repulsion_steps: int = 0) -> S
     elif sampling == "latlong":
         resolution = math.isqrt(num_points)
         if resolution * resolution != num_points:
-            raise ValueError(
+            raise InputError(
                 f"sampling 'latlong' needs num_points = res*res (a square), got {num_points}"
             )
         xyz, weights = latlong_grid(resolution)
     else:
-        raise ValueError(f"unknown sampling {sampling!r}; expected one of {list(SAMPLINGS)}")
+        raise InputError(f"unknown sampling {sampling!r}; expected one of {list(SAMPLINGS)}")
     weights = weights * (4.0 * math.pi / weights.sum())
     xyz.setflags(write=False)
     weights.setflags(write=False)

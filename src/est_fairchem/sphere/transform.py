@@ -26,6 +26,7 @@ float32, as autocast does for the ops on its float32 list; outside autocast noth
 
 from __future__ import annotations
 
+from est_fairchem.errors import InputError
 import numpy as np
 import torch
 from torch import nn
@@ -78,7 +79,7 @@ class SphericalTransform(nn.Module):
         self.lmax = lmax
         self.num_points = points.num_points
         if self.num_points < num_coefficients(lmax):
-            raise ValueError(
+            raise InputError(
                 f"num_points={self.num_points} is below (lmax+1)^2={num_coefficients(lmax)}: "
                 "the transform cannot be inverted"
             )
@@ -87,7 +88,7 @@ class SphericalTransform(nn.Module):
         to_grid = real_spherical_harmonics(lmax, xyz)  # [S, K]
         gram = to_grid.T @ (weights[:, None] * to_grid)  # [K, K]
         if torch.linalg.cond(gram) > MAX_GRAM_CONDITION:
-            raise ValueError(
+            raise InputError(
                 f"this set of {self.num_points} points cannot resolve degrees up to "
                 f"lmax={lmax} (singular transform); use more points"
             )

@@ -47,18 +47,19 @@ def check_finite_atoms(atoms, name: str) -> None:
 
 
 def read_structure(path: Path):
-    """The first structure of an ASE-readable file, with errors that name the file (also for
-    NaN or infinite positions or cell)."""
+    """The first structure of an ASE-readable file (a database's first row, a trajectory's
+    first frame), with errors that name the file (also for NaN or infinite positions or
+    cell)."""
     from ase.io import read
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"structure file not found: {path}")
     try:
-        atoms = read(path)
+        atoms = read(path, index=0)  # ASE's default is the last one
     except Exception as error:  # ASE raises many types for unreadable files
-        raise ValueError(f"{path}: ASE cannot read a structure from it ({error})") from error
+        raise InputError(f"{path}: ASE cannot read a structure from it ({error})") from error
     if len(atoms) == 0:
-        raise ValueError(f"{path}: the structure has no atoms")
+        raise InputError(f"{path}: the structure has no atoms")
     check_finite_atoms(atoms, str(path))
     return atoms
 
@@ -79,7 +80,7 @@ def check_equivariance(
     with the edges: a 12 A cutoff in a metal gives hundreds per atom).
     """
     if rotations < 1:
-        raise ValueError(f"rotations={rotations}: expected at least 1")
+        raise InputError(f"rotations={rotations}: expected at least 1")
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
@@ -120,7 +121,7 @@ def _element_check(atoms, backbone: dict, name: str, config_path: Path) -> None:
     numbers = atoms.get_atomic_numbers()
     if table is not None and numbers.max() >= int(table):
         outside = sorted({s for s, z in zip(atoms.get_chemical_symbols(), numbers) if z >= table})
-        raise ValueError(
+        raise InputError(
             f"{name}: elements {', '.join(outside)} are outside the model's element table "
             f"(max_num_elements: {table} in {config_path}, atomic numbers below {table}); "
             "check it on a structure of the elements it was made for (--structure)")
@@ -187,7 +188,7 @@ def _check(
         del checked[key]
         unchecked[key] = "not predicted by this model"
     if not checked:
-        raise ValueError(f"{config_path}: the model predicts none of the outputs to check "
+        raise InputError(f"{config_path}: the model predicts none of the outputs to check "
                          f"({', '.join(unchecked)})")
 
     def predict_checked(structure) -> dict[str, torch.Tensor]:

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from est_fairchem.errors import InputError
+
 
 def fairchem_executable() -> str:
     """The ``fairchem`` console script of this environment."""
@@ -101,7 +103,7 @@ def make_submission(predictions: dict[str, Path], out: Path) -> Path:
     """Join the four OC20 test-split predictions with fairchem's submission script."""
     missing = [s for s in ("id", "ood_ads", "ood_cat", "ood_both") if s not in predictions]
     if missing:
-        raise ValueError(f"submission needs all four OC20 test splits; missing {missing}")
+        raise InputError(f"submission needs all four OC20 test splits; missing {missing}")
     command = [sys.executable, "-m", "fairchem.core.scripts.make_submission_file",
                "--out-path", str(out)]
     for split, path in predictions.items():

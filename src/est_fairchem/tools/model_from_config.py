@@ -7,19 +7,34 @@ from pathlib import Path
 
 from torch import nn
 
+from est_fairchem.errors import InputError
+
 
 def load_config(path: str | Path) -> dict:
     """Load a fairchem config with its ``includes:`` resolved (fairchem's own loader)."""
     from fairchem.core.common.utils import load_config as fairchem_load_config
 
+    import yaml
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    config, _, errors = fairchem_load_config(str(path))
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a YAML config (binary data: an ASE database or a "
+                         "checkpoint?); expected a fairchem YAML config file") from None
+    try:
+        config, _, errors = fairchem_load_config(str(path))
+    except yaml.YAMLError as error:
+        reason = " ".join(str(error).split())
+        raise InputError(f"{path}: not a YAML config ({reason})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: expected a fairchem YAML config (a mapping of sections)")
     if errors:
-        raise ValueError(f"{path}: conflicting keys in included configs: {errors}")
+        raise InputError(f"{path}: conflicting keys in included configs: {errors}")
     if "model" not in config or "name" not in config["model"]:
-        raise ValueError(f"{path}: expected a 'model:' section with a 'name:' key")
+        raise InputError(f"{path}: expected a 'model:' section with a 'name:' key")
     return config
 
 

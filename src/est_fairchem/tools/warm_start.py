@@ -9,6 +9,7 @@ an EMA state starting at these weights (fairchem drops EMA when a checkpoint has
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -17,8 +18,30 @@ import torch
 from est_fairchem.checkpoints import read_checkpoint
 from est_fairchem.data.output_folder import check_output_file
 from est_fairchem.models.equiformer_v2.checkpoint import prediction_weights
-from est_fairchem.models.equiformer_v2.warm_start import warm_start
+from est_fairchem.models.equiformer_v2.warm_start import (
+    WarmStartError, check_is_eqv2_state, warm_start,
+)
 from est_fairchem.tools.model_from_config import build_model, load_config
+
+
+_WARM_START_MODELS = ("WarmStartHydraModel", "est_warm_start_hydra")
+
+
+def is_warm_start_config(config: dict) -> bool:
+    """True for a config whose model is ``WarmStartHydraModel`` (the config-key route)."""
+    name = str((config.get("model") or {}).get("name", ""))
+    return name.rsplit(".", 1)[-1] in _WARM_START_MODELS
+
+
+def plain_hydra_config(config: dict) -> dict:
+    """``config`` with a ``WarmStartHydraModel`` model as fairchem's plain hydra model (no
+    ``warm_start`` key): the model this command warm-starts itself and stores in its file."""
+    if not is_warm_start_config(config):
+        return config
+    plain = copy.deepcopy(config)
+    plain["model"].pop("warm_start", None)
+    plain["model"]["name"] = "hydra"
+    return plain
 
 
 def ema_state(model: torch.nn.Module, decay: float) -> dict:
@@ -39,11 +62,19 @@ def warm_start_checkpoint(
     out = Path(out)
     check_output_file(out, protect=(eqv2_checkpoint, est_config), overwrite=overwrite)
     checkpoint = read_checkpoint(eqv2_checkpoint)
+    try:  # before prediction_weights, which builds the checkpoint's own model
+        check_is_eqv2_state(checkpoint["state_dict"])
+    except WarmStartError as err:
+        raise WarmStartError(f"--from {eqv2_checkpoint}: {err}") from None
     weights = prediction_weights(checkpoint, eqv2_checkpoint)
-    config = load_config(est_config)
+    given = load_config(est_config)
+    config = plain_hydra_config(given)
     torch.manual_seed(seed)
     model = build_model(config)
-    warm_start(model, weights, symmetry_breaking=symmetry_breaking, seed=seed)
+    try:
+        warm_start(model, weights, symmetry_breaking=symmetry_breaking, seed=seed)
+    except WarmStartError as err:
+        raise WarmStartError(f"--from {eqv2_checkpoint}: {err}") from None
     ema_decay = (config.get("optim") or {}).get("ema_decay")
     state = {
         "state_dict": model.state_dict(),
@@ -75,4 +106,5 @@ def warm_start_checkpoint(
         "used_ema_weights": bool(checkpoint.get("ema")),
         "normalizers": sorted(state["normalizers"]),
         "ema": bool(ema_decay),
+        "warm_start_config": is_warm_start_config(given),
     }

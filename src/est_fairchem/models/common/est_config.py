@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from est_fairchem.errors import InputError
 from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.nn.experts import ExpertGate
 from est_fairchem.nn.spherical_branch import GRID_FRAMES, SphericalBranch
@@ -22,7 +23,7 @@ from est_fairchem.sphere.points import SAMPLINGS
 from est_fairchem.sphere.transform import min_sphere_points
 
 
-class ESTConfigError(ValueError):
+class ESTConfigError(InputError):
     """An invalid ``est:`` option in a model config."""
 
 
@@ -55,16 +56,18 @@ def _command_line_booleans(options: dict[str, Any], config_class: type) -> dict[
 
 
 def check_known_options(
-    options: Mapping[str, Any], config_class: type, section: str, label: str | None = None
+    options: Mapping[str, Any], config_class: type, section: str, label: str | None = None,
+    resolved_before: tuple[str, ...] = (),
 ) -> None:
     """Raise ``ESTConfigError`` naming the keys of ``options`` that are not fields of the
-    dataclass ``config_class`` (the ``section:`` block of a config), with the valid ones."""
+    dataclass ``config_class`` (the ``section:`` block of a config), with the valid ones: the
+    fields and ``resolved_before``, keys of the block taken out before this check (``preset``)."""
     valid = [f.name for f in fields(config_class)]
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ESTConfigError(
             f"unknown {label or section} option(s) {unknown} in '{section}:'; "
-            f"valid options: {valid}"
+            f"valid options: {[*resolved_before, *valid]}"
         )
 
 
@@ -126,7 +129,7 @@ class ESTConfig:
     def from_mapping(cls, options: Mapping[str, Any] | None, lmax: int) -> "ESTConfig":
         """Validate ``options`` (the ``est:`` block) for degree ``lmax`` and build the config."""
         options = options_mapping(options, "est", example="num_points: 64")
-        check_known_options(options, cls, "est", label="EST")
+        check_known_options(options, cls, "est", label="EST", resolved_before=("preset",))
         config = cls(**_command_line_booleans(options, cls))
         config.validate(lmax)
         return config
@@ -215,7 +218,7 @@ class ESTConfig:
         ``steerable_experts`` (``num_steerable_experts`` of them, built by the backbone) and
         the spherical branch; ``steerable_mixture``: their batched form, if any."""
         if len(steerable_experts) != self.num_steerable_experts:
-            raise ValueError(f"{len(steerable_experts)} steerable experts given; the config "
+            raise InputError(f"{len(steerable_experts)} steerable experts given; the config "
                              f"has num_steerable_experts={self.num_steerable_experts}")
         gate = ExpertGate(channels, self.num_steerable_experts + self.num_spherical_experts)
         spherical = self.spherical_branch(lmax, channels, scalar_output=scalar_output)

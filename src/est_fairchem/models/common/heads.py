@@ -9,6 +9,7 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import HeadInterface
 from torch import nn
 
+from est_fairchem.errors import InputError
 from est_fairchem.nn.scatter import scatter_sum
 
 OC20_AVG_NUM_NODES = 77.81317  # Equiformer's and fairchem's OC20 statistic (design §9.3)
@@ -32,7 +33,7 @@ class EquiformerScalarHead(nn.Module, HeadInterface):
         super().__init__()
         irreps = backbone.irreps_feature
         if irreps.lmax != 0:
-            raise ValueError(f"irreps_feature={irreps}: the scalar head needs scalar features")
+            raise InputError(f"irreps_feature={irreps}: the scalar head needs scalar features")
         width = irreps.dim
         self.output_name = output_name
         self.scale = 1 / math.sqrt(avg_num_nodes)

@@ -26,6 +26,8 @@ from fairchem.core.common.utils import cg_change_mat
 from fairchem.core.models.equiformer_v2.heads.rank2 import Rank2SymmetricTensorHead
 from torch_scatter import scatter
 
+from est_fairchem.errors import InputError
+
 
 @registry.register_model("est_equivariant_rank2_head")
 class EquivariantRank2Head(Rank2SymmetricTensorHead):
@@ -40,10 +42,10 @@ class EquivariantRank2Head(Rank2SymmetricTensorHead):
                  use_source_target_embedding: bool = False, extensive: bool = False,
                  avg_num_nodes: float = 1.0, default_norm_type: str = "layer_norm_sh") -> None:
         if not decompose:
-            raise ValueError("EquivariantRank2Head: decompose must be true (it predicts the "
+            raise InputError("EquivariantRank2Head: decompose must be true (it predicts the "
                              "isotropic and anisotropic parts)")
         if extensive:
-            raise ValueError("EquivariantRank2Head: extensive must be false (mean pooling)")
+            raise InputError("EquivariantRank2Head: extensive must be false (mean pooling)")
         super().__init__(backbone, output_name, True, edge_level_mlp, num_mlp_layers,
                          use_source_target_embedding, False, avg_num_nodes, default_norm_type)
         # rows 4-8 of fairchem's rank-2 change of basis: Cartesian 3x3 -> its degree-2 part

@@ -17,6 +17,7 @@ from fairchem.core.common.registry import registry
 from fairchem.core.models.base import BackboneInterface
 from torch import nn
 
+from est_fairchem.errors import InputError
 from est_fairchem.models.common.est_preset import log_est_options, preset_name
 from est_fairchem.models.common.est_resolution import resolve_est_options
 from est_fairchem.models.common.graph import RadiusGraphBackbone
@@ -38,9 +39,9 @@ def _irreps(name: str, value: str) -> o3.Irreps:
     try:
         irreps = o3.Irreps(value)
     except (ValueError, AssertionError) as err:
-        raise ValueError(f"{name}={value!r}: expected e3nn irreps such as '256x0e+128x1e' ({err})") from None
+        raise InputError(f"{name}={value!r}: expected e3nn irreps such as '256x0e+128x1e' ({err})") from None
     if irreps.dim == 0:
-        raise ValueError(f"{name}={value!r}: expected non-empty irreps")
+        raise InputError(f"{name}={value!r}: expected non-empty irreps")
     return irreps
 
 
@@ -97,11 +98,11 @@ class EquiformerBackbone(RadiusGraphBackbone, nn.Module, BackboneInterface):
     ) -> None:
         super().__init__()
         if regress_forces:
-            raise ValueError("regress_forces=True: the Equiformer backbone predicts energies only "
+            raise InputError("regress_forces=True: the Equiformer backbone predicts energies only "
                              "(IS2RE, QM9); use EquiformerV2 models for forces")
         self.irreps_node = _irreps("irreps_node_embedding", irreps_node_embedding)
         if self.irreps_node[0].ir != o3.Irrep("0e") or self.irreps_node != self.irreps_node.simplify():
-            raise ValueError(f"irreps_node_embedding={irreps_node_embedding!r}: expected simplified "
+            raise InputError(f"irreps_node_embedding={irreps_node_embedding!r}: expected simplified "
                              "irreps starting with the scalars, e.g. '256x0e+128x1e'")
         self.irreps_sh = _irreps("irreps_sh", irreps_sh)
         self.irreps_feature = _irreps("irreps_feature", irreps_feature)
@@ -109,9 +110,9 @@ class EquiformerBackbone(RadiusGraphBackbone, nn.Module, BackboneInterface):
         self.irreps_mlp_mid = _irreps("irreps_mlp_mid", irreps_mlp_mid)
         self.irreps_pre_attn = _irreps("irreps_pre_attn", irreps_pre_attn or irreps_node_embedding)
         if basis_type not in ("gaussian", "bessel"):
-            raise ValueError(f"basis_type={basis_type!r}: expected 'gaussian' or 'bessel'")
+            raise InputError(f"basis_type={basis_type!r}: expected 'gaussian' or 'bessel'")
         if num_layers < 1:
-            raise ValueError(f"num_layers={num_layers}: expected at least 1")
+            raise InputError(f"num_layers={num_layers}: expected at least 1")
 
         self.set_graph_options(max_radius, max_neighbors, use_pbc, otf_graph,
                                enforce_max_neighbors_strictly)

@@ -10,6 +10,7 @@ from fairchem.core.models.equiformer_v2.activation import SmoothLeakyReLU
 from torch import nn
 from torch_geometric.utils import softmax as segment_softmax
 
+from est_fairchem.errors import InputError
 from est_fairchem.models.common.radial import RadialMLP
 from est_fairchem.models.equiformer.tensor_products import DepthwiseTensorProduct
 from est_fairchem.nn.irreps_feed_forward import gated_activation
@@ -71,7 +72,7 @@ class GraphAttention(nn.Module):
         self.num_heads = num_heads
         self.alpha_channels = irreps_head.count("0e")
         if self.alpha_channels == 0:
-            raise ValueError(f"irreps_head={irreps_head}: needs scalars (0e) for the attention logits")
+            raise InputError(f"irreps_head={irreps_head}: needs scalars (0e) for the attention logits")
         self.nonlinear_message = nonlinear_message
         irreps_alpha = o3.Irreps(f"{num_heads * self.alpha_channels}x0e")
         irreps_value = heads_irreps(irreps_head, num_heads)

@@ -78,6 +78,45 @@ def is_est_only(est_key: str) -> bool:
     return ".update." in est_key and not _EXPERT.match(est_key)
 
 
+def est_weight_key(state: dict[str, object]) -> str | None:
+    """A key of ``state`` that only an EST model has (an EST update block's), or None."""
+    return next((key for key in strip_module_prefix(state)
+                 if ".update." in key and (is_est_only(key) or _EXPERT.match(key))), None)
+
+
+def check_is_eqv2_state(state: dict[str, object]) -> None:
+    """Raise ``WarmStartError`` when ``state`` already holds an EST model's weights (EST
+    update blocks): a warm start converts EquiformerV2 weights, there is nothing to convert."""
+    est_key = est_weight_key(state)
+    if est_key is not None:
+        raise WarmStartError(
+            f"already an EST checkpoint (it holds EST update weights such as '{est_key}'), "
+            "expected an EquiformerV2 one: train from an EST checkpoint with fairchem's "
+            "--checkpoint, or finetune_config.starting_checkpoint for new heads")
+
+
+def feed_forward_width(eqv2_state: dict[str, object]) -> int | None:
+    """The hidden width of the checkpoint's feed-forward blocks (``ffn_hidden_channels``)."""
+    for key, value in strip_module_prefix(eqv2_state).items():
+        if key.endswith("ffn.so3_linear_1.bias") and isinstance(value, torch.Tensor):
+            return int(value.shape[0])
+    return None
+
+
+def check_has_steerable_experts(model: nn.Module, eqv2_state: dict[str, object]) -> None:
+    """Raise ``WarmStartError`` when an EST update block of ``model`` has no steerable expert:
+    the checkpoint's feed-forward weights go into the steerable experts."""
+    from est_fairchem.nn.est_update import ESTUpdate
+
+    if any(m.num_steerable == 0 for m in model.modules() if isinstance(m, ESTUpdate)):
+        width = feed_forward_width(eqv2_state)
+        raise WarmStartError(
+            "the EST config has no steerable expert (est.num_steerable_experts is 0), and the "
+            "warm start puts the checkpoint's feed-forward weights into steerable experts: add "
+            f"est: {{num_steerable_experts: 1, steerable_hidden_channels: {width or 'F'}}}"
+            + ("" if width else " (F: the checkpoint's ffn_hidden_channels)"))
+
+
 def copy_eqv2_weights(model: nn.Module, eqv2_state: dict[str, torch.Tensor]) -> None:
     """Load every tensor of ``eqv2_state`` into its EST counterpart (see the module docstring).
 
@@ -101,10 +140,11 @@ def copy_eqv2_weights(model: nn.Module, eqv2_state: dict[str, torch.Tensor]) -> 
                 problems.append(f"  {key} {tuple(value.shape)}: no '{src}' in the checkpoint")
             continue
         used.add(src)
-        if source[src].shape != value.shape:
-            problems.append(
-                f"  {key} {tuple(value.shape)} <- '{src}' {tuple(source[src].shape)}"
-            )
+        found = source[src]
+        if not isinstance(found, torch.Tensor) or found.shape != value.shape:
+            what = (tuple(found.shape) if isinstance(found, torch.Tensor)
+                    else f"(a {type(found).__name__})")
+            problems.append(f"  {key} {tuple(value.shape)} <- '{src}' {what}")
             continue
         loaded[key] = source[src]
     unused = sorted(set(source) - used)
@@ -184,6 +224,8 @@ def warm_start(
     """
     if symmetry_breaking < 0:
         raise WarmStartError(f"symmetry_breaking={symmetry_breaking}: expected >= 0")
+    check_is_eqv2_state(eqv2_state)
+    check_has_steerable_experts(model, eqv2_state)
     copy_eqv2_weights(model, eqv2_state)
     generator = torch.Generator().manual_seed(seed)
     if start_as_feed_forward(model, symmetry_breaking, generator) == 0:

@@ -31,6 +31,7 @@ from fairchem.core.models.base import BackboneInterface
 from fairchem.core.models.equiformer_v2.drop import GraphDropPath
 from torch import nn
 
+from est_fairchem.errors import InputError
 from est_fairchem.models.common.graph import RadiusGraphBackbone
 from est_fairchem.models.common.init import init_equiformer_weights
 from est_fairchem.models.common.radial import (
@@ -145,19 +146,19 @@ class ESTBackbone(StoredESTOptions, RadiusGraphBackbone, nn.Module, BackboneInte
     ) -> None:
         super().__init__()
         if regress_forces:
-            raise ValueError("regress_forces=True: the EST backbone predicts invariant "
+            raise InputError("regress_forces=True: the EST backbone predicts invariant "
                              "targets only (QM9); use EquiformerV2 models for forces")
         for key, value in (("lmax", lmax), ("channels", channels), ("num_layers", num_layers)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{key}={value!r}: expected a positive integer")
+                raise InputError(f"{key}={value!r}: expected a positive integer")
         if basis_type not in ("gaussian", "bessel"):
-            raise ValueError(f"basis_type={basis_type!r}: expected 'gaussian' or 'bessel'")
+            raise InputError(f"basis_type={basis_type!r}: expected 'gaussian' or 'bessel'")
         if avg_degree <= 0:
-            raise ValueError(f"avg_degree={avg_degree}: expected a positive number")
+            raise InputError(f"avg_degree={avg_degree}: expected a positive number")
         try:
             mid = o3.Irreps(irreps_mlp_mid)
         except (ValueError, AssertionError) as err:
-            raise ValueError(f"irreps_mlp_mid={irreps_mlp_mid!r}: expected e3nn irreps such as "
+            raise InputError(f"irreps_mlp_mid={irreps_mlp_mid!r}: expected e3nn irreps such as "
                              f"'384x0e+192x1e+96x2e' ({err})") from None
         self.est_config = resolve_est_options(est, "pure_est", lmax, channels)
         self.message_config = MessageConfig.from_mapping(message).resolved(channels)
