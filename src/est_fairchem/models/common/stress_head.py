@@ -26,6 +26,8 @@ from fairchem.core.common.utils import cg_change_mat
 from fairchem.core.models.equiformer_v2.heads.rank2 import Rank2SymmetricTensorHead
 from torch_scatter import scatter
 
+from est_fairchem.models.common.graph_statistics import check_graph_statistics
+
 
 @registry.register_model("est_equivariant_rank2_head")
 class EquivariantRank2Head(Rank2SymmetricTensorHead):
@@ -44,6 +46,7 @@ class EquivariantRank2Head(Rank2SymmetricTensorHead):
                              "isotropic and anisotropic parts)")
         if extensive:
             raise ValueError("EquivariantRank2Head: extensive must be false (mean pooling)")
+        check_graph_statistics(avg_num_nodes=avg_num_nodes)  # unused (mean pooling) but set
         super().__init__(backbone, output_name, True, edge_level_mlp, num_mlp_layers,
                          use_source_target_embedding, False, avg_num_nodes, default_norm_type)
         # rows 4-8 of fairchem's rank-2 change of basis: Cartesian 3x3 -> its degree-2 part
