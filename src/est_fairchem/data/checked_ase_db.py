@@ -18,8 +18,9 @@ the missing key (fairchem otherwise stops inside ASE with "no calculator" or a p
 error). Every row's positions, cell and periodicity are read once before training and what
 the models cannot treat correctly is refused naming the rows: NaN or inf coordinates, a
 periodic direction without a cell vector, rows of different ``pbc``
-(:mod:`est_fairchem.data.structure_checks`). Valid data are read exactly as by
-``AseDBDataset``.
+(:mod:`est_fairchem.data.structure_checks`). Normalizer values written in the config are
+checked against a sample of the training targets (:mod:`est_fairchem.data.normalizer_check`).
+Valid data are read exactly as by ``AseDBDataset``.
 
 It also knows every row's number of atoms (read once from the databases' ``natoms`` column,
 without the structures), which fairchem's ``load_balancing: atoms`` needs: with plain
@@ -39,6 +40,7 @@ import numpy as np
 
 from fairchem.core.datasets.ase_datasets import AseDBDataset
 
+from est_fairchem.data.normalizer_check import check_written_normalizers
 from est_fairchem.data.structure_checks import RowGeometry, check_row_geometry
 from est_fairchem.errors import InputError
 
@@ -80,6 +82,8 @@ class CheckedAseDBDataset(AseDBDataset):
         self._check_rows()
         for index in sorted({0, len(self) - 1}):
             self.get_atoms(index)
+        check_written_normalizers(self, config.get("transforms"),
+                                  ", ".join(_sources(config["src"])))
 
     def row_source(self, idx: int) -> tuple[str, int]:
         """(database file, row id) of dataset index ``idx``."""

@@ -11,7 +11,9 @@ Configs name it by its dotted path, which fairchem's registry imports like any o
 A missing path, a folder without ``*.lmdb``, a file that is not an LMDB, a truncated LMDB or
 one with 0 records then fails with one line naming the file and the problem
 (:class:`est_fairchem.errors.InputError`) instead of fairchem's assertion, lmdb's error, a
-sampler's division by zero or a SIGBUS. Valid data are read exactly as by ``LmdbDataset``.
+sampler's division by zero or a SIGBUS. Normalizer values written in the config are checked
+against a sample of the training targets (:mod:`est_fairchem.data.normalizer_check`). Valid
+data are read exactly as by ``LmdbDataset``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from fairchem.core.datasets.lmdb_dataset import LmdbDataset
 
+from est_fairchem.data.normalizer_check import check_written_normalizers
 from est_fairchem.data.preflight import check_lmdb_dataset
 
 
@@ -28,9 +31,12 @@ class CheckedLmdbDataset(LmdbDataset):
 
     def __init__(self, config: dict) -> None:
         src = config.get("src")
-        for path in [src] if isinstance(src, (str, Path)) else list(src or ()):
+        paths = [src] if isinstance(src, (str, Path)) else list(src or ())
+        for path in paths:
             check_lmdb_dataset(path)
         super().__init__(config)
+        check_written_normalizers(self, config.get("transforms"),
+                                  ", ".join(str(path) for path in paths))
 
     def __del__(self) -> None:
         if hasattr(self, "path"):  # LmdbDataset.__del__ needs a finished __init__
