@@ -10,7 +10,9 @@ OCPCalculator, ``est-fairchem check-equivariance``) passes back through
 ``load_state_dict``. There they are compared with the model's own options, and a difference
 is refused with an :class:`~est_fairchem.errors.InputError` listing each differing key,
 unless ``est.allow_option_change: true`` (then a warning). Checkpoints written before the
-options were stored load without the check.
+options were stored load without the check. The graph statistics (``avg_num_nodes``,
+``avg_degree``) are stored and compared beside them
+(:mod:`~est_fairchem.models.common.graph_statistics`).
 
 Compared: every :class:`~est_fairchem.models.common.est_config.ESTConfig` field except those that
 leave eval-mode predictions unchanged (:data:`UNCOMPARED`), and the pure EST's ``message:``
