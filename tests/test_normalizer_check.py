@@ -84,7 +84,7 @@ def test_an_lmdb_dataset_with_a_wrong_forces_normalizer_is_refused(tmp_path):
 
     a2g = AtomsToGraphs(r_energy=True, r_forces=True, r_edges=False, r_pbc=True)
     samples = []
-    for index, atoms in enumerate(_structures(8)):
+    for index, atoms in enumerate(_structures(20)):
         sample = a2g.convert(atoms)
         sample.sid, sample.fid = index, 0
         samples.append(sample)
@@ -95,4 +95,22 @@ def test_an_lmdb_dataset_with_a_wrong_forces_normalizer_is_refused(tmp_path):
                                          r"in the config \(mean 0, stdev 30\) does not fit"):
         CheckedLmdbDataset(config)
     config["transforms"]["normalizer"]["forces"]["stdev"] = 0.3
-    assert len(CheckedLmdbDataset(config)) == 8
+    assert len(CheckedLmdbDataset(config)) == 20
+
+
+def test_only_the_train_split_of_enough_structures_is_checked(database, tmp_path):
+    """fairchem's val and test splits inherit train's transforms (and may differ from it on
+    purpose, out of distribution); a handful of structures says little about a spread."""
+    from ase.db import connect
+    from fairchem.core.datasets.base_dataset import create_dataset
+
+    config = {"format": "est_fairchem.data.CheckedAseDBDataset", "src": str(database),
+              "a2g_args": {"r_energy": True}, "transforms": {"normalizer": DEMO_VALUES}}
+    assert len(create_dataset(copy.deepcopy(config), "val")) == 30
+    with pytest.raises(InputError, match="the normalizer of energy"):
+        create_dataset(copy.deepcopy(config), "train")
+    few = tmp_path / "few.db"
+    with connect(few) as db:
+        for atoms in _structures(4):
+            db.write(atoms)
+    assert len(create_dataset({**copy.deepcopy(config), "src": str(few)}, "train")) == 4
