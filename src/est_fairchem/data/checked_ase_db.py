@@ -22,8 +22,8 @@ periodic direction without a cell vector, rows of different ``pbc``
 checked against a sample of the training targets (:mod:`est_fairchem.data.normalizer_check`).
 Valid data are read exactly as by ``AseDBDataset``.
 
-It also knows every row's number of atoms (read once from the databases' ``natoms`` column,
-without the structures), which fairchem's ``load_balancing: atoms`` needs: with plain
+It also knows every row's number of atoms (from the same pass over the rows, without their
+labels), which fairchem's ``load_balancing: atoms`` needs: with plain
 ``ase_db`` and no metadata file fairchem 1.10 refuses that option (``UnsupportedDatasetError``
 at the start of training).
 """
