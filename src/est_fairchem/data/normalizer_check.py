@@ -8,8 +8,9 @@ and fairchem says nothing: values given beside a ``fit:`` of the same target eve
 fit, with a warning about values "read from a file". So each target whose ``mean`` and
 ``stdev`` (or ``rmsd``) are numbers in the config is compared with a sample of the training
 targets (up to :data:`SAMPLES` structures, spread over the dataset): when the normalised
-targets' root mean square is off 1 by more than a factor :data:`FACTOR`, the run is refused
-naming both. Targets with element references are not checked (the normalizer then sees the
+targets' root mean square is above :data:`FACTOR` (a mean or spread the data do not have) or
+below 1 / :data:`SHRINK` (a spread far wider than the data's; small sets legitimately give
+a third), the run is refused naming both. Targets with element references are not checked (the normalizer then sees the
 referenced values).
 
 The check runs on the train split only (val and test inherit its ``transforms`` and may
@@ -30,6 +31,7 @@ from est_fairchem.errors import InputError
 
 SAMPLES = 64
 FACTOR = 4.0
+SHRINK = 10.0
 MIN_STRUCTURES = 16
 
 
@@ -83,8 +85,8 @@ def target_sample(dataset: Any, target: str, samples: int = SAMPLES) -> np.ndarr
 
 def check_written_normalizers(dataset: Any, transforms: Any, source: str) -> None:
     """Raise :class:`InputError` naming ``source`` (the dataset's files), the target, the
-    configured and the data's mean and stdev when a written normalizer is off the data by
-    more than a factor :data:`FACTOR` (see the module docstring); only for the train split
+    configured and the data's mean and stdev when a written normalizer does not fit the data
+    (see the module docstring); only for the train split
     (or a dataset built outside fairchem's trainer) of :data:`MIN_STRUCTURES` or more."""
     if fairchem_split() not in (None, "train") or len(dataset) < MIN_STRUCTURES:
         return
@@ -93,7 +95,7 @@ def check_written_normalizers(dataset: Any, transforms: Any, source: str) -> Non
         if values is None or values.size == 0:
             continue
         scale = math.sqrt(float(np.mean(((values - mean) / stdev) ** 2))) if stdev else math.inf
-        if 1 / FACTOR <= scale <= FACTOR:
+        if 1 / SHRINK <= scale <= FACTOR:
             continue
         raise InputError(
             f"{source}: the normalizer of {target} in the config (mean {mean:g}, stdev "
