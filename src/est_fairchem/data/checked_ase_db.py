@@ -16,10 +16,15 @@ selection that matches no row fail with one line naming the path (and the select
 first and last rows are read, so a database without the labels ``a2g_args`` asks for fails
 at once. Any later row without them fails when it is read, naming the file, its row id and
 the missing key (fairchem otherwise stops inside ASE with "no calculator" or a property
-error). Valid data are read exactly as by ``AseDBDataset``.
+error). Every row's positions, cell and periodicity are read once before training and what
+the models cannot treat correctly is refused naming the rows: NaN or inf coordinates, a
+periodic direction without a cell vector, rows of different ``pbc``
+(:mod:`est_fairchem.data.structure_checks`). Normalizer values written in the config are
+checked against a sample of the training targets (:mod:`est_fairchem.data.normalizer_check`).
+Valid data are read exactly as by ``AseDBDataset``.
 
-It also knows every row's number of atoms (read once from the databases' ``natoms`` column,
-without the structures), which fairchem's ``load_balancing: atoms`` needs: with plain
+It also knows every row's number of atoms (from the same pass over the rows, without their
+labels), which fairchem's ``load_balancing: atoms`` needs: with plain
 ``ase_db`` and no metadata file fairchem 1.10 refuses that option (``UnsupportedDatasetError``
 at the start of training).
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 import bisect
 import glob
 import sqlite3
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -36,6 +42,8 @@ import numpy as np
 
 from fairchem.core.datasets.ase_datasets import AseDBDataset
 
+from est_fairchem.data.normalizer_check import check_written_normalizers
+from est_fairchem.data.structure_checks import RowGeometry, check_row_geometry
 from est_fairchem.errors import InputError
 
 # a2g_args flag -> the label it reads from each row
@@ -73,8 +81,11 @@ class CheckedAseDBDataset(AseDBDataset):
                 f"{', '.join(_sources(config['src']))}: no ASE database rows (selection "
                 f"{selection}): expected .db / .aselmdb files with at least one row the "
                 "selection matches") from None
+        self._check_rows()
         for index in sorted({0, len(self) - 1}):
             self.get_atoms(index)
+        check_written_normalizers(self, config.get("transforms"),
+                                  ", ".join(_sources(config["src"])))
 
     def _load_dataset_get_ids(self, config: dict) -> list[int]:
         """fairchem's, with a file that is not a database named (sqlite3 names none)."""
@@ -110,15 +121,37 @@ class CheckedAseDBDataset(AseDBDataset):
                 f"for it); it holds {sorted(results) or 'no labels'}")
         return atoms
 
+    def _rows(self) -> Iterator[tuple[int, RowGeometry]]:
+        """(database index, the row's file, id, pbc, cell and positions) of every row, one
+        pass over the databases without the rows' data and labels."""
+        for index, (db, ids) in enumerate(zip(self.dbs, self.db_ids)):
+            source = str(getattr(db, "filename", db))
+            wanted = set(ids)
+            for row in db.select(**self.select_args, include_data=False):
+                if row.id in wanted:
+                    yield index, RowGeometry(source, row.id, tuple(bool(f) for f in row.pbc),
+                                             np.asarray(row.cell, dtype=float),
+                                             np.asarray(row.positions, dtype=float))
+
+    def _check_rows(self) -> None:
+        """:func:`check_row_geometry` over every row, counting the atoms on the way."""
+        sizes: dict[tuple[int, int], int] = {}
+
+        def counted() -> Iterator[RowGeometry]:
+            for index, row in self._rows():
+                sizes[index, row.row] = len(row.positions)
+                yield row
+
+        check_row_geometry(counted())
+        self.__dict__["natoms"] = np.asarray(
+            [sizes[index, row_id] for index, ids in enumerate(self.db_ids) for row_id in ids],
+            dtype=int)
+
     @cached_property
     def natoms(self) -> np.ndarray:
-        """[len(self)] atoms per structure, in dataset order."""
-        sizes: list[int] = []
-        for db, ids in zip(self.dbs, self.db_ids):
-            by_id = {row.id: row.natoms
-                     for row in db.select(**self.select_args, include_data=False)}
-            sizes += [by_id[row_id] for row_id in ids]
-        return np.asarray(sizes, dtype=int)
+        """[len(self)] atoms per structure, in dataset order (set by the start checks)."""
+        self._check_rows()
+        return self.__dict__["natoms"]
 
     @cached_property
     def _metadata(self) -> dict:

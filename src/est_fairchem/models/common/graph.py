@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from est_fairchem.models.common.input_checks import check_graph_has_edges
+from est_fairchem.models.common.input_checks import check_batch_periodicity, check_graph_has_edges
 
 
 def molecular_radius_graph(
@@ -109,6 +109,7 @@ class RadiusGraphBackbone:
         from est_fairchem.models.common.input_checks import check_finite_structures
 
         check_finite_structures(data, check_cell=self.use_pbc)
+        check_batch_periodicity(data, self.use_pbc)
         edge_index, edge_vec = self.edges(data)
         return edge_index[0], edge_index[1], edge_vec, data.atomic_numbers.long()
 
@@ -128,6 +129,7 @@ class MolecularGraphMixin:
     def generate_graph(self, data, cutoff=None, max_neighbors=None, use_pbc=None,
                        otf_graph=None, enforce_max_neighbors_strictly=None,
                        use_pbc_single=False):
+        check_batch_periodicity(data, bool(use_pbc or self.use_pbc))
         otf = otf_graph or self.otf_graph or getattr(data, "edge_index", None) is None
         if use_pbc or self.use_pbc or not otf:
             return super().generate_graph(

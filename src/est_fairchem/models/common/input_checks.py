@@ -91,3 +91,34 @@ def check_graph_has_edges(edge_index: torch.Tensor, data, cutoff: float) -> None
         f"a batch of {structures} structure(s){named} has no edge: no atom has a neighbour "
         f"within the cutoff of {cutoff:g} Å (model max_radius); check that positions are in Å "
         "and the cell and pbc flags, or raise max_radius")
+
+
+def check_batch_periodicity(data, use_pbc: bool) -> None:
+    """Raise :class:`InputError` when the batch ``data`` carries each structure's ``pbc``
+    ([B, 3], or [3B] as fairchem collates it) and its structures differ in periodicity
+    (fairchem's ``radius_graph_pbc`` uses the first structure's flags for the whole batch), or
+    a structure is periodic while the model's ``use_pbc`` is false (its images would be left
+    out). Without ``pbc`` in the batch nothing is checked."""
+    pbc = getattr(data, "pbc", None)
+    if not isinstance(pbc, torch.Tensor) or pbc.numel() != 3 * len(data.natoms):
+        return
+    flags = pbc.reshape(-1, 3).bool()
+    mixed = (flags != flags[:1]).any(dim=1)
+    periodic = flags.any(dim=1)
+    if not bool(mixed.any() | (periodic.any() & (not use_pbc))):  # the one host sync
+        return
+    rows = flags.tolist()
+    spelled = {index: "(" + ", ".join(str(f) for f in row) + ")" for index, row in enumerate(rows)}
+    if bool(mixed.any()):
+        odd = mixed.nonzero().reshape(-1).tolist()[:5]
+        named = "; ".join(f"{_system_label(data, i)}: pbc {spelled[i]}" for i in odd)
+        raise InputError(
+            f"a batch mixes periodicities ({_system_label(data, 0)}: pbc {spelled[0]}; {named}): "
+            "fairchem builds a batch's graph with its first structure's pbc, so the others "
+            "would gain or lose periodic images; keep one periodicity per dataset")
+    named = "; ".join(f"{_system_label(data, i)}: pbc {spelled[i]}"
+                      for i in periodic.nonzero().reshape(-1).tolist()[:5])
+    raise InputError(
+        f"periodic structures ({named}) given to a model with use_pbc: false, which would "
+        "leave out their periodic images; set model.backbone.use_pbc: true (non-periodic "
+        "structures keep their graph there too), or give the structures pbc=False")

@@ -27,6 +27,7 @@ from fairchem.core.models.equiformer_v2.heads.rank2 import Rank2SymmetricTensorH
 from torch_scatter import scatter
 
 from est_fairchem.errors import InputError
+from est_fairchem.models.common.graph_statistics import check_graph_statistics
 
 
 @registry.register_model("est_equivariant_rank2_head")
@@ -46,6 +47,7 @@ class EquivariantRank2Head(Rank2SymmetricTensorHead):
                              "isotropic and anisotropic parts)")
         if extensive:
             raise InputError("EquivariantRank2Head: extensive must be false (mean pooling)")
+        check_graph_statistics(avg_num_nodes=avg_num_nodes)  # unused (mean pooling) but set
         super().__init__(backbone, output_name, True, edge_level_mlp, num_mlp_layers,
                          use_source_target_embedding, False, avg_num_nodes, default_norm_type)
         # rows 4-8 of fairchem's rank-2 change of basis: Cartesian 3x3 -> its degree-2 part

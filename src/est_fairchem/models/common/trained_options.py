@@ -10,7 +10,9 @@ OCPCalculator, ``est-fairchem check-equivariance``) passes back through
 ``load_state_dict``. There they are compared with the model's own options, and a difference
 is refused with an :class:`~est_fairchem.errors.InputError` listing each differing key,
 unless ``est.allow_option_change: true`` (then a warning). Checkpoints written before the
-options were stored load without the check.
+options were stored load without the check. The graph statistics (``avg_num_nodes``,
+``avg_degree``) are stored and compared beside them
+(:mod:`~est_fairchem.models.common.graph_statistics`).
 
 Compared: every :class:`~est_fairchem.models.common.est_config.ESTConfig` field except those that
 leave eval-mode predictions unchanged (:data:`UNCOMPARED`), and the pure EST's ``message:``
@@ -26,6 +28,10 @@ from typing import Any, Mapping
 
 from est_fairchem.errors import InputError
 from est_fairchem.models.common.est_config import ESTConfig
+from est_fairchem.models.common.graph_statistics import (
+    StoredGraphStatistics,
+    statistic_differences,
+)
 
 UNCOMPARED = ("recompute_update", "random_grid_rotation", "allow_option_change")
 """Options that change cost or training only: recomputation in backward, training-time grid
@@ -72,9 +78,10 @@ def describe_differences(differences: Mapping[str, tuple[Any, Any]]) -> str:
                      for key, (old, new) in differences.items())
 
 
-class StoredESTOptions:
+class StoredESTOptions(StoredGraphStatistics):
     """Mixin for ``nn.Module`` backbones: stores ``self.est_options`` (set it in ``__init__``,
-    from :func:`function_options` of each options block) in the state dict and checks it on
+    from :func:`function_options` of each options block) and ``self.graph_statistics``
+    (:mod:`~est_fairchem.models.common.graph_statistics`) in the state dict and checks them on
     load against the model's own, refusing differences unless
     ``self.est_config.allow_option_change``."""
 
@@ -82,13 +89,13 @@ class StoredESTOptions:
     est_config: ESTConfig
 
     def get_extra_state(self) -> dict[str, Any]:
-        return {_STATE_KEY: dict(self.est_options)}
+        return {**super().get_extra_state(), _STATE_KEY: dict(self.est_options)}
 
     def set_extra_state(self, state: Any) -> None:
         trained = state.get(_STATE_KEY) if isinstance(state, Mapping) else None
-        if trained is None:
-            return
-        differences = option_differences(trained, self.est_options)
+        differences = option_differences(trained or {}, self.est_options)
+        differences.update(statistic_differences(state, getattr(self, "graph_statistics", {}),
+                                                 getattr(self, "_loading_prefix", "")))
         if not differences:
             return
         listed = describe_differences(differences)
@@ -101,11 +108,3 @@ class StoredESTOptions:
             f"the checkpoint was trained with other options than the config's model.backbone "
             f"({listed}); they change what the weights compute. Configure the trained values, "
             "or set model.backbone.est.allow_option_change: true to load it anyway")
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs) -> None:
-        super()._load_from_state_dict(  # type: ignore[misc]
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
-        key = f"{prefix}_extra_state"
-        if key not in state_dict and key in missing_keys:
-            missing_keys.remove(key)  # a checkpoint from before the options were stored

@@ -21,6 +21,10 @@ from est_fairchem.errors import InputError
 from est_fairchem.models.common.est_preset import log_est_options, preset_name
 from est_fairchem.models.common.est_resolution import resolve_est_options
 from est_fairchem.models.common.graph import RadiusGraphBackbone
+from est_fairchem.models.common.graph_statistics import (
+    StoredGraphStatistics,
+    check_graph_statistics,
+)
 from est_fairchem.models.common.init import init_equiformer_weights
 from est_fairchem.models.common.radial import BesselRadialBasis, GaussianRadialBasis
 from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
@@ -46,7 +50,8 @@ def _irreps(name: str, value: str) -> o3.Irreps:
 
 
 @registry.register_model("est_equiformer_backbone")
-class EquiformerBackbone(RadiusGraphBackbone, nn.Module, BackboneInterface):
+class EquiformerBackbone(StoredGraphStatistics, RadiusGraphBackbone, nn.Module,
+                         BackboneInterface):
     """Equiformer's equivariant graph-attention transformer (plain feed-forward updates).
 
     Args:
@@ -113,6 +118,8 @@ class EquiformerBackbone(RadiusGraphBackbone, nn.Module, BackboneInterface):
             raise InputError(f"basis_type={basis_type!r}: expected 'gaussian' or 'bessel'")
         if num_layers < 1:
             raise InputError(f"num_layers={num_layers}: expected at least 1")
+        check_graph_statistics(avg_degree=avg_degree)
+        self.graph_statistics = {"avg_degree": avg_degree}
 
         self.set_graph_options(max_radius, max_neighbors, use_pbc, otf_graph,
                                enforce_max_neighbors_strictly)

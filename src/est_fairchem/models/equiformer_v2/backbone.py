@@ -35,6 +35,7 @@ from est_fairchem.models.common.est_config import ESTConfigError
 from est_fairchem.models.common.est_preset import log_est_options, preset_name
 from est_fairchem.models.common.est_resolution import resolve_est_options
 from est_fairchem.models.common.graph import MolecularGraphMixin
+from est_fairchem.models.common.graph_statistics import check_graph_statistics
 from est_fairchem.models.common.input_checks import check_finite_structures, check_graph_has_edges
 from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
 from est_fairchem.models.equiformer_v2.experts import EqV2SteerableExpert, can_batch, mix_eqv2_experts
@@ -95,7 +96,11 @@ class EquiformerV2ESTBackbone(StoredESTOptions, MolecularGraphMixin, EquiformerV
     """
 
     def __init__(self, est: dict[str, Any] | None = None, **eqv2_options: Any) -> None:
+        check_graph_statistics(avg_num_nodes=eqv2_options.get("avg_num_nodes"),
+                               avg_degree=eqv2_options.get("avg_degree"))
         super().__init__(**eqv2_options)
+        self.graph_statistics = {"avg_num_nodes": self.avg_num_nodes,
+                                 "avg_degree": self.avg_degree}
         if len(self.lmax_list) != 1:
             raise ESTConfigError(
                 f"lmax_list={self.lmax_list}: EST supports a single resolution (one lmax)"

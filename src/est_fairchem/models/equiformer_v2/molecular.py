@@ -19,7 +19,15 @@ from fairchem.core.models.equiformer_v2.equiformer_v2 import (
 )
 
 from est_fairchem.models.common.graph import MolecularGraphMixin
+from est_fairchem.models.common.graph_statistics import check_graph_statistics
 
 
 class EquiformerV2Backbone(MolecularGraphMixin, FairchemEquiformerV2Backbone):
-    """fairchem's ``EquiformerV2Backbone`` with molecular graphs built without torch_cluster."""
+    """fairchem's ``EquiformerV2Backbone`` with molecular graphs built without torch_cluster;
+    ``avg_num_nodes`` / ``avg_degree`` must be positive (fairchem replaces 0 by its OC20
+    values)."""
+
+    def __init__(self, *args, **options) -> None:
+        check_graph_statistics(avg_num_nodes=options.get("avg_num_nodes"),
+                               avg_degree=options.get("avg_degree"))
+        super().__init__(*args, **options)

@@ -39,6 +39,7 @@ from est_fairchem.models.common.radial import (
 )
 from est_fairchem.models.common.est_preset import log_est_options, preset_name
 from est_fairchem.models.common.est_resolution import resolve_est_options
+from est_fairchem.models.common.graph_statistics import check_graph_statistics
 from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
 from est_fairchem.models.pure_est.config import MessageConfig
 from est_fairchem.models.pure_est.embedding import UniformEdgeDegreeEmbedding, edge_harmonics
@@ -153,8 +154,8 @@ class ESTBackbone(StoredESTOptions, RadiusGraphBackbone, nn.Module, BackboneInte
                 raise InputError(f"{key}={value!r}: expected a positive integer")
         if basis_type not in ("gaussian", "bessel"):
             raise InputError(f"basis_type={basis_type!r}: expected 'gaussian' or 'bessel'")
-        if avg_degree <= 0:
-            raise InputError(f"avg_degree={avg_degree}: expected a positive number")
+        check_graph_statistics(avg_degree=avg_degree)
+        self.graph_statistics = {"avg_degree": avg_degree}
         try:
             mid = o3.Irreps(irreps_mlp_mid)
         except (ValueError, AssertionError) as err:
