@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from est_fairchem.data.demo_s2ef import TEST_SPLITS
-from tests.model_utils import lmdb_samples
+from tests.model_utils import REPO, est_fairchem_cli, lmdb_samples
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs/oc20/is2re/demo/est_equiformer_demo.yml"
 pytestmark = pytest.mark.e2e
 
@@ -24,7 +22,7 @@ pytestmark = pytest.mark.e2e
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("is2re_demo")
     result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "demo", "--task", "is2re",
+        [*est_fairchem_cli(), "demo", "--task", "is2re",
          "--data", str(root / "data"), "--run-dir", str(root / "runs")],
         capture_output=True, text=True, cwd=REPO,
     )
@@ -73,7 +71,7 @@ def test_trained_checkpoint_energy_stays_invariant(demo):
     predicts no forces). Measured after the demo's training: 2.9e-5 (max over 5 rotations)."""
     summary, _ = demo
     result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "check-equivariance", str(DEMO_CONFIG),
+        [*est_fairchem_cli(), "check-equivariance", str(DEMO_CONFIG),
          "--checkpoint", summary["checkpoint"]], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     energy = float(re.search(r"energy relative error .*: max ([0-9.e+-]+)", result.stdout).group(1))

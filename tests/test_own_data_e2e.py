@@ -12,8 +12,8 @@ import pytest
 
 from est_fairchem.data.demo_bulk import BulkSizes, make_bulk_demo
 from est_fairchem.tools import fairchem_runs
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ASE_DB = REPO / "configs/ase_db/demo"
 OXIDES = REPO.parent / "shared/data/fairchem-tutorial/oxides.db"
 pytestmark = pytest.mark.e2e
