@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -18,18 +17,7 @@ DEMO_CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml"
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """`est-fairchem demo` on its own data, in a temporary folder."""
-    root = tmp_path_factory.mktemp("demo")
-    result = subprocess.run(
-        [*est_fairchem_cli(), "demo", "--config", str(DEMO_CONFIG),
-         "--data", str(root / "data"), "--run-dir", str(root / "runs")],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((root / "runs" / "demo_summary_s2ef.json").read_text())
-    return summary, result.stdout
+DEMO_ARGS = ["--config", DEMO_CONFIG]  # the conftest `demo` fixture runs this
 
 
 def _logged_losses(log: str) -> list[float]:

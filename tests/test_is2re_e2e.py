@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 from pathlib import Path
@@ -18,17 +17,7 @@ DEMO_CONFIG = REPO / "configs/oc20/is2re/demo/est_equiformer_demo.yml"
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("is2re_demo")
-    result = subprocess.run(
-        [*est_fairchem_cli(), "demo", "--task", "is2re",
-         "--data", str(root / "data"), "--run-dir", str(root / "runs")],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((root / "runs" / "demo_summary_is2re.json").read_text())
-    return summary, result.stdout
+DEMO_ARGS = ["--task", "is2re"]  # the conftest `demo` fixture runs this
 
 
 def test_training_loss_falls_and_validation_has_is2re_metrics(demo):
