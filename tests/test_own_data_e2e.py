@@ -16,6 +16,7 @@ from tests.model_utils import REPO
 ASE_DB = REPO / "configs/ase_db/demo"
 OXIDES = REPO.parent / "shared/data/fairchem-tutorial/oxides.db"
 pytestmark = pytest.mark.e2e
+EPOCHS = 2  # of the oxides fine-tuning (the config has 3; 2 already beat the warm start clearly)
 
 
 def _sources(train: Path, val: Path, test: Path) -> list[str]:
@@ -105,9 +106,10 @@ def _oxide_errors(predictions: Path, selection: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def oxides(bulk):
     """EST warm-started from the OMat24-layout EquiformerV2 checkpoint (its stress head left
-    out: oxides.db has no stress), fine-tuned 3 epochs on oxides.db; the same warm start
+    out: oxides.db has no stress), fine-tuned on oxides.db; the same warm start
     trained with a learning rate of zero is the zero-training baseline (same fitted element
-    references and normalizer, same checkpoint path through fairchem)."""
+    references and normalizer, same checkpoint path through fairchem). The tuned run trains
+    EPOCHS epochs (the config's 3 are what a user runs)."""
     config = ASE_DB / "est_eqv2_finetune_oxides.yml"
     sources = [f"--dataset.{split}.src={OXIDES}" for split in ("train", "val", "test")]
     warm = f"--model.warm_start.checkpoint={bulk['eqv2'] / 'checkpoint.pt'}"
@@ -118,7 +120,8 @@ def oxides(bulk):
     zero = fairchem_runs.train(config, run_dir, "oxides-zero",
                                [*sources, warm, one_test_row, "--optim.max_epochs=1",
                                 "--optim.lr_initial=0", "--optim.scheduler_params.max_lr=0"])
-    tuned = fairchem_runs.train(config, run_dir, "oxides-tuned", [*sources, warm, one_test_row])
+    tuned = fairchem_runs.train(config, run_dir, "oxides-tuned",
+                                [*sources, warm, one_test_row, f"--optim.max_epochs={EPOCHS}"])
     errors = {}
     for name, checkpoint in (("zero", zero), ("tuned", tuned)):
         path = fairchem_runs.predict(config, checkpoint / "checkpoint.pt", OXIDES, run_dir,
@@ -130,7 +133,8 @@ def oxides(bulk):
 @needs_oxides
 def test_fine_tuning_from_an_eqv2_checkpoint_beats_the_untrained_warm_start(oxides):
     """Measured here (test split: the 24-atom polymorphs): 67.0 meV/atom and 0.0117 eV/A for
-    the warm start untrained, 44.0 meV/atom and 0.0109 eV/A after 3 epochs."""
+    the warm start untrained, 44.0 meV/atom and 0.0109 eV/A after 3 epochs; with the test's
+    2 epochs (and the current code) 62.5 meV/atom untrained, 40.6 meV/atom fine-tuned."""
     errors = oxides["errors"]
     print(errors)
     assert "left out" in (oxides["run_dir"] / "logs" / "oxides-tuned.log").read_text()
