@@ -48,10 +48,8 @@ def runs(tmp_path_factory):
         capture_output=True, text=True, cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    # 12 steps of fine-tuning (three logged losses) give the checkpoint the tests load
     est_dir = fairchem_runs.train(DEMO / "est_eqv2_demo.yml", run_dir, "est-finetune",
-                                  [*paths, "--optim.max_epochs=1", "--dataset.train.first_n=48",
-                                   f"--checkpoint={warm}"])
+                                  [*paths, "--optim.max_epochs=1", f"--checkpoint={warm}"])
     return {"root": root, "data": data, "paths": paths, "run_dir": run_dir, "eqv2": eqv2_dir,
             "warm": warm, "warm_stdout": result.stdout, "est": est_dir}
 
@@ -87,15 +85,13 @@ def test_fine_tuning_continues_from_the_equiformer_v2_weights(runs):
 
 
 def test_config_key_warm_start_through_fairchem_train(runs):
-    """`model.warm_start.checkpoint` on the fairchem command line: same start, no extra step.
-    Its first three steps (12 training frames, each step logged) are what is compared."""
+    """`model.warm_start.checkpoint` on the fairchem command line: same start, no extra step."""
     fairchem_runs.train(
         DEMO / "est_eqv2_demo_warm_start.yml", runs["run_dir"], "est-config-key",
-        [*runs["paths"], "--optim.max_epochs=1", "--dataset.train.first_n=12", "--print-every=1",
+        [*runs["paths"], "--optim.max_epochs=1",
          f"--model.warm_start.checkpoint={runs['eqv2'] / 'checkpoint.pt'}"],
     )
     losses = _losses(runs["run_dir"] / "logs" / "est-config-key.log")
-    assert len(losses) == 3
     eqv2_losses = _losses(runs["run_dir"] / "logs" / "eqv2.log")
     assert np.mean(losses[:3]) < 0.7 * np.mean(eqv2_losses[:3])
 
