@@ -35,16 +35,14 @@ import json
 import math
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_baselines import oxides_floor, qm9_mean_floor, qm9_u0_floor  # noqa: E402
-from accuracy_configs import (  # noqa: E402
+from accuracy_baselines import oxides_floor, qm9_mean_floor, qm9_u0_floor
+from accuracy_configs import (
     OXIDE_MODELS,
     OXIDES_DB,
     OXIDE_SPLITS,
@@ -59,28 +57,20 @@ from accuracy_configs import (  # noqa: E402
     oxide_config,
     qm9_config,
 )
-
-from est_fairchem.compare.runs import scalars as _scalars  # noqa: E402
-from est_fairchem.testing.result_files import write_json, write_text  # noqa: E402
+from common import est_fairchem_command, run_logged
+from est_fairchem.compare.runs import scalars as _scalars
+from est_fairchem.testing.result_files import write_json, write_text
+from est_fairchem.tools.fairchem_runs import run_fairchem
 
 STUDIES = {"qm9": (QM9_MODELS, QM9_TARGETS), "oxides": (OXIDE_MODELS, OXIDE_TARGETS)}
-
-
-def _bin(name: str) -> str:
-    return str(Path(sys.executable).with_name(name))
 
 
 def prepared_qm9(work: Path) -> Path:
     """The real QM9 LMDBs (``prepare-qm9 --raw qm9pack --subtract-atomrefs``), made once."""
     qm9 = work / "qm9"
     if not (qm9 / "metadata.json").exists():
-        log = work / "prepare_qm9.log"
-        with log.open("w") as stream:
-            done = subprocess.run([_bin("est-fairchem"), "prepare-qm9", "--raw", "qm9pack",
-                                   "--subtract-atomrefs", "--out", str(qm9)],
-                                  stdout=stream, stderr=subprocess.STDOUT)
-        if done.returncode != 0:
-            sys.exit(f"prepare-qm9 failed; see {log}")
+        run_logged([est_fairchem_command(), "prepare-qm9", "--raw", "qm9pack",
+                    "--subtract-atomrefs", "--out", str(qm9)], work / "prepare_qm9.log")
     return qm9
 
 
@@ -96,11 +86,7 @@ def _epochs(study: str, size: Size) -> int:
 
 
 def _fairchem(args: list[str], log: Path, cpu: bool) -> None:
-    command = [_bin("fairchem"), *args] + (["--cpu"] if cpu else [])
-    with log.open("w") as stream:
-        done = subprocess.run(command, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise RuntimeError(f"fairchem {' '.join(args)} failed (exit {done.returncode}); see {log}")
+    run_fairchem([*args, *(["--cpu"] if cpu else [])], log)
 
 
 def learning_curve(log_dir: Path, metric: str) -> tuple[float, list[dict]]:

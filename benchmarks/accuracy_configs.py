@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO
+
 OXIDES_DB = REPO.parent / "shared/data/fairchem-tutorial/oxides.db"
 
 # oxides.db has no key-value pairs; each oxide's polymorphs differ in cell size (3, 6, 12 and

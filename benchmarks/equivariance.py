@@ -33,7 +33,7 @@ from est_fairchem.models.common.est_config import ESTConfig
 from est_fairchem.nn.est_update import ESTUpdate
 from est_fairchem.sphere.points import lebedev_point_counts
 from est_fairchem.sphere.transform import min_sphere_points
-from est_fairchem.testing.equivariance import steerable_rotation_error
+from est_fairchem.testing.equivariance import random_rotation, steerable_rotation_error
 from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 
 SAMPLINGS = (("fibonacci", 0), ("fibonacci", 500), ("lebedev", 0), ("latlong", 0))
@@ -82,13 +82,11 @@ def equivariance_errors(
     blocks, lmax: int, channels: int, rotations: int, seed: int
 ) -> tuple[float, list[float]]:
     """(error of EST(x) alone, errors after 1..len(blocks) residual blocks), float64."""
-    from e3nn import o3
-
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(16, (lmax + 1) ** 2, channels, generator=generator, dtype=torch.float64)
     op_error, errors = 0.0, [0.0] * len(blocks)
     for _ in range(rotations):
-        rotation = o3.rand_matrix(dtype=torch.float64)
+        rotation = random_rotation()
         op_error += steerable_rotation_error(blocks[0], x, rotation, lmax) / rotations
         for depth in range(1, len(blocks) + 1):
             stack = partial(run_stack, blocks, depth=depth)

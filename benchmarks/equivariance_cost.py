@@ -37,26 +37,24 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import os
 import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from est_fairchem.testing.equivariance import default_dtype
+from common import REPO, loss_of, make_batches, prediction, seeded_model
+from est_fairchem.testing.equivariance import default_dtype, random_rotations
 from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.tools.model_from_config import count_parameters
 
-REPO = Path(__file__).resolve().parents[1]
 PLAIN_BACKBONE = "fairchem.core.models.equiformer_v2.equiformer_v2.EquiformerV2Backbone"
 EST_BACKBONE = "est_fairchem.models.EquiformerV2ESTBackbone"
 
@@ -136,15 +134,6 @@ def default_variants(channels: int, ffn_hidden: int) -> dict[str, dict[str, Any]
 # --------------------------------------------------------------------------- configs, models
 
 
-@lru_cache(maxsize=1)
-def throughput_module() -> ModuleType:
-    """``benchmarks/throughput.py`` imported from its path (batches, loss)."""
-    spec = importlib.util.spec_from_file_location("est_throughput", REPO / "benchmarks/throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def plain_config(size: str, overrides: dict[str, Any] | None = None) -> dict:
     """The fairchem config dict of plain EquiformerV2 at ``size`` (plus backbone ``overrides``)."""
     from est_fairchem.tools.model_from_config import load_config
@@ -189,18 +178,6 @@ def resolved_options(est: dict[str, Any], lmax: int) -> dict[str, Any]:
     return ESTConfig.from_mapping(est, lmax=lmax).to_dict()
 
 
-def build(config: dict, seed: int) -> nn.Module:
-    """The model of ``config`` with weights drawn from ``seed``, in train mode."""
-    from est_fairchem.tools.model_from_config import build_model
-
-    torch.manual_seed(seed)
-    return build_model(config).train()
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def parameters_of(model: nn.Module) -> dict[str, torch.Tensor]:
     """Detached copies of the trainable parameters (buffers are rebuilt, not copied)."""
     return {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -211,16 +188,12 @@ def parameters_of(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def made_structures(count: int, seed: int) -> list:
     """``count`` made fcc(111) 2x2x3 slabs with an adsorbate (OC20 tags), rattled by 0.05 A."""
-    from est_fairchem.data.demo_s2ef import make_slab_with_adsorbate
+    from est_fairchem.testing.structures import made_slab
 
     systems = [("Cu", "CO"), ("Pt", "OH"), ("Ni", "N"), ("Ag", "O")]
     rng = np.random.default_rng(seed)
-    out = []
-    for metal, adsorbate in systems[:count]:
-        atoms = make_slab_with_adsorbate(metal, adsorbate, rng)
-        atoms.positions += rng.normal(0, 0.05, size=atoms.positions.shape)
-        out.append(atoms)
-    return out
+    return [made_slab(metal=metal, adsorbate=adsorbate, rng=rng)
+            for metal, adsorbate in systems[:count]]
 
 
 def symmetric_structures(count: int, seed: int) -> list:
@@ -247,29 +220,13 @@ def force_key(structure_set: str) -> str:
     return "force_abs_max" if structure_set == "symmetric" else "force_max"
 
 
-def random_rotations(count: int, seed: int) -> torch.Tensor:
-    """[count, 3, 3] Haar-random float64 rotations, the same for every model."""
-    from e3nn import o3
-
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    rotations = o3.rand_matrix(count, dtype=torch.float64)
-    torch.random.set_rng_state(generator_state)
-    return rotations
-
-
-def _prediction(out: dict, key: str) -> torch.Tensor:
-    value = out[key]
-    return (value[key] if isinstance(value, dict) else value).detach()
-
-
 def float64_model(config: dict) -> nn.Module:
     """``config``'s model built in float64 (tables, grids, frames in full precision), eval
     mode, graphs given (no on-the-fly graph). Call inside ``default_dtype(torch.float64)``."""
     config = copy.deepcopy(config)
     config["model"]["otf_graph"] = False
     config["model"]["backbone"]["otf_graph"] = False
-    return build(config, seed=0).double().eval()
+    return seeded_model(config, seed=0).double().eval()
 
 
 class RotationCheck:
@@ -299,8 +256,8 @@ class RotationCheck:
         energies, forces = [], []
         for start in range(0, len(systems), size):
             out = self.model(graph_batch(systems[start:start + size], self.radius))
-            energies.append(_prediction(out, "energy").reshape(-1))
-            forces.append(_prediction(out, "forces"))
+            energies.append(prediction(out, "energy").detach().reshape(-1))
+            forces.append(prediction(out, "forces").detach())
         return torch.cat(energies), torch.cat(forces)
 
     @torch.no_grad()
@@ -353,7 +310,7 @@ class Trainer:
         """One float32 training step on ``batch`` -> (seconds, loss)."""
         start = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = throughput_module().loss_of(self.model, batch)
+        loss = loss_of(self.model, batch)
         loss.backward()
         self.optimizer.step()
         return time.perf_counter() - start, float(loss.detach())
@@ -387,7 +344,7 @@ def train(
 def eval_loss(model: nn.Module, batches: list) -> float:
     """Mean float32 loss (energy MAE + mean force error norm) in eval mode on ``batches``."""
     model.eval()
-    loss = float(np.mean([float(throughput_module().loss_of(model, b)) for b in batches]))
+    loss = float(np.mean([float(loss_of(model, b)) for b in batches]))
     model.train()
     return loss
 
@@ -421,11 +378,10 @@ class Setup:
 
 def make_setup(args: argparse.Namespace) -> Setup:
     """Batches, structures and rotations from the command-line settings."""
-    tp = throughput_module()
     slab = tuple(int(v) for v in args.slab.split(","))
     return Setup(
-        train_batches=tp.make_batches(args.train_batches, args.batch_size, slab, args.seed),
-        eval_batches=tp.make_batches(args.eval_batches, args.batch_size, slab, args.seed + 1),
+        train_batches=make_batches(args.train_batches, args.batch_size, slab, args.seed),
+        eval_batches=make_batches(args.eval_batches, args.batch_size, slab, args.seed + 1),
         structures=STRUCTURE_SETS[args.structure_set](args.structures, args.seed + 3),
         rotations=random_rotations(args.rotations, args.seed),
         seed=args.seed, lr=args.lr, train_steps=args.train_steps,
@@ -438,10 +394,10 @@ def measure(config: dict, setup: Setup, partner: Trainer) -> dict[str, Any]:
     """Parameters, random-weight errors, cost against ``partner`` (plain), training, errors
     after training, for the model of ``config``."""
     start = time.perf_counter()
-    model = build(config, setup.seed)
+    model = seeded_model(config, setup.seed)
     check = RotationCheck(config, setup.structures, setup.rotations, setup.seed,
                           setup.check_systems)
-    result: dict[str, Any] = {"parameters": count_parameters(model)}
+    result: dict[str, Any] = {"parameters": count_parameters(model)["total"]}
     result["random"] = check.errors(parameters_of(model))
     trainer = Trainer.of(model, setup.lr)
     run = train(trainer, setup.train_batches, setup.train_steps, partner, setup.timing_steps)
@@ -681,7 +637,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     # Plain EqV2 trains against an identical copy of itself (the timing control); that copy
     # then keeps stepping beside every variant as the plain side of each cost ratio.
-    partner = Trainer.of(build(plain, args.seed), args.lr)
+    partner = Trainer.of(seeded_model(plain, args.seed), args.lr)
     report["plain"] = measure(plain, setup, partner)
     force = force_key(args.structure_set)
     print(summary_line("EquiformerV2 (control)", report["plain"], force), flush=True)

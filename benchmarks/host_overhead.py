@@ -17,17 +17,14 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common import CONFIGS, build, collate_labelled, command_line, loss_of
 from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import throughput  # noqa: E402  (this folder's benchmark: configs, model building, loss)
 
 
 def molecule_batch():
@@ -38,19 +35,19 @@ def molecule_batch():
     atoms = Atoms("CO", positions=[[10.0, 10.0, 10.0], [10.0, 10.0, 11.15]],
                   cell=[20.0, 20.0, 20.0], pbc=True)
     atoms.calc = EMT()
-    return throughput.collate_labelled([atoms])
+    return collate_labelled([atoms])
 
 
 def forward_backward_seconds(model: torch.nn.Module, batch) -> float:
     model.zero_grad(set_to_none=True)
     start = time.perf_counter()
-    throughput.loss_of(model, batch).backward()
+    loss_of(model, batch).backward()
     return time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", choices=sorted(throughput.CONFIGS), default="small")
+    parser.add_argument("--size", choices=sorted(CONFIGS), default="small")
     parser.add_argument("--steps", type=int, default=40, help="timed steps per model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
@@ -61,9 +58,9 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--steps {args.steps}: expected at least 2")
 
     batch = molecule_batch()
-    est_config, plain_config = throughput.CONFIGS[args.size]
+    est_config, plain_config = CONFIGS[args.size]
     configs = {"est": est_config, "plain": plain_config}
-    models = {n: throughput.build(c, torch.device("cpu"), args.seed) for n, c in configs.items()}
+    models = {n: build(c, torch.device("cpu"), args.seed) for n, c in configs.items()}
     for model in models.values():  # warm-up
         forward_backward_seconds(model, batch)
     seconds: dict[str, list[float]] = {n: [] for n in models}
@@ -72,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
             seconds[name].append(forward_backward_seconds(models[name], batch))
     pairs = np.array(seconds["est"]) / np.array(seconds["plain"])
     report = {
-        "command": throughput.command_line(args, "benchmarks/host_overhead.py"),
+        "command": command_line(args, "benchmarks/host_overhead.py"),
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"threads": torch.get_num_threads(), "platform": platform.platform(),
                     "torch": torch.__version__},

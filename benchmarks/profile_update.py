@@ -21,29 +21,17 @@ is run alone on those inputs, forward + backward, and measured side by side:
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import statistics
 import time
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 
+from common import CONFIGS, build, loss_of, make_batches, sync
 from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
-
-HERE = Path(__file__).resolve().parent
-
-
-@lru_cache(maxsize=1)
-def _throughput_module():
-    spec = importlib.util.spec_from_file_location("throughput", HERE / "throughput.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def capture_block_inputs(model: torch.nn.Module, batch) -> dict:
     """Positional inputs of the first backbone block for ``batch`` (embedding cloned)."""
@@ -70,7 +58,6 @@ def measure_parts(parts: dict[str, Callable], x: torch.Tensor, repeats: int) -> 
     the MB autograd saves for backward."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    sync = _throughput_module().sync  # waits for queued GPU work: time the kernels, not launches
     times: dict[str, list[float]] = {name: [] for name in parts}
     for name, part in parts.items():
         _train_step(part, x)  # warm-up
@@ -209,17 +196,16 @@ def main() -> None:
     args = parser.parse_args()
     refuse_existing(parser, [args.out], args.overwrite)
 
-    throughput = _throughput_module()
     device = torch.device(args.device)
-    batch = throughput.make_batches(1, args.batch_size, (4, 4, 4), args.seed)[0].to(device)
-    est_config, plain_config = throughput.CONFIGS[args.size]
-    est_model = throughput.build(est_config, device, args.seed)
-    plain_model = throughput.build(plain_config, device, args.seed)
+    batch = make_batches(1, args.batch_size, (4, 4, 4), args.seed)[0].to(device)
+    est_config, plain_config = CONFIGS[args.size]
+    est_model = build(est_config, device, args.seed)
+    plain_model = build(plain_config, device, args.seed)
     inputs = capture_block_inputs(est_model, batch)
     x = inputs["args"][0].embedding
     parts = measure_parts(block_parts(est_model, plain_model, inputs), x, args.repeats)
-    steps = {"est": step_flops(est_model, batch, throughput.loss_of),
-             "plain": step_flops(plain_model, batch, throughput.loss_of)}
+    steps = {"est": step_flops(est_model, batch, loss_of),
+             "plain": step_flops(plain_model, batch, loss_of)}
     report = {
         "command": "python benchmarks/profile_update.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out"),

@@ -23,15 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from common import REPO, est_fairchem_command, run_logged
 from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.tools.fairchem_runs import run_fairchem
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS = {
     "est_default": "configs/oc20/s2ef/demo/est_default_demo.yml",
     "est_fixed_grid_36": "configs/oc20/s2ef/demo/est_eqv2_demo.yml",
@@ -44,19 +44,12 @@ FMAX = 0.05
 MAX_STEPS = 300
 
 
-def _run(command: list[str], log: Path) -> None:
-    with log.open("w") as stream:
-        result = subprocess.run(command, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT)
-    if result.returncode != 0:
-        sys.exit(f"{' '.join(command)} failed (exit {result.returncode}); see {log}")
-
-
 def demo_data(work: Path) -> Path:
     """The demo's S2EF LMDBs (made once under ``work``)."""
     data = work / "data/s2ef"
     if not (data / "metadata.json").exists():
-        cli = str(Path(sys.executable).with_name("est-fairchem"))
-        _run([cli, "make-demo-data", "--task", "s2ef", "--out", str(data)], work / "data.log")
+        run_logged([est_fairchem_command(), "make-demo-data", "--task", "s2ef", "--out", str(data)],
+                   work / "data.log")
     return data
 
 
@@ -67,10 +60,10 @@ def trained_checkpoint(name: str, config: str, data: Path, work: Path) -> Path:
     if found:
         return found[-1]
     run_dir.mkdir(parents=True, exist_ok=True)
-    fairchem = str(Path(sys.executable).with_name("fairchem"))
-    _run([fairchem, "--mode", "train", "--config-yml", config, "--cpu", "--run-dir", str(run_dir),
-          "--identifier", name, f"--dataset.train.src={data / 'train'}",
-          f"--dataset.val.src={data / 'val'}"], run_dir / "train.log")
+    run_fairchem(["--mode", "train", "--config-yml", str(REPO / config), "--cpu",
+                  "--run-dir", str(run_dir), "--identifier", name,
+                  f"--dataset.train.src={data / 'train'}", f"--dataset.val.src={data / 'val'}"],
+                 run_dir / "train.log")
     return sorted(run_dir.glob("checkpoints/*/best_checkpoint.pt"))[-1]
 
 

@@ -37,19 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common import CONFIGS, REPO, build, command_line, loss_of, make_batches, sync
 from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
+from est_fairchem.tools.model_from_config import count_parameters
 
-CONFIGS = {
-    "small": ("configs/oc20/s2ef/demo/est_eqv2_demo.yml", "configs/oc20/s2ef/demo/eqv2_demo.yml"),
-    "paper": ("configs/oc20/s2ef/all/est_eqv2_N@8_L@4_M@2_45M.yml",
-              "configs/oc20/s2ef/all/eqv2_N@8_L@4_M@2_31M.yml"),
-    "default": ("configs/oc20/s2ef/all/est_eqv2_N@8_L@4_M@2_31M.yml",
-                "configs/oc20/s2ef/all/eqv2_N@8_L@4_M@2_31M.yml"),
-    "is2re-small": ("configs/oc20/is2re/demo/est_equiformer_demo.yml",
-                    "configs/oc20/is2re/demo/equiformer_demo.yml"),
-    "is2re-paper": ("configs/oc20/is2re/all/est_equiformer_L@1_6blocks_32M.yml",
-                    "configs/oc20/is2re/all/equiformer_L@1_6blocks.yml"),
-}
 # The peers a user would weigh EST against, at the size of each S2EF pair (--peers): fairchem's
 # eSCN (the paper's Table 1 peer) and EquiformerV3 (`make peers` installs its wheel).
 PEERS = {
@@ -58,49 +49,6 @@ PEERS = {
     "default": {"escn": "configs/oc20/s2ef/peers/escn_31M_size.yml",
                 "eqv3": "configs/oc20/s2ef/peers/eqv3_31M_size.yml"},
 }
-REPO = Path(__file__).resolve().parents[1]
-
-
-def make_batches(num_batches: int, batch_size: int, slab_size: tuple[int, int, int], seed: int):
-    """Collated fairchem batches of EMT-labelled slab + adsorbate systems (graphs on the fly)."""
-    from ase.calculators.emt import EMT
-
-    from est_fairchem.data.demo_s2ef import TRAIN_ADSORBATES, TRAIN_METALS, make_slab_with_adsorbate
-
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(num_batches):
-        systems = []
-        for _ in range(batch_size):
-            atoms = make_slab_with_adsorbate(
-                TRAIN_METALS[rng.integers(len(TRAIN_METALS))],
-                TRAIN_ADSORBATES[rng.integers(len(TRAIN_ADSORBATES))], rng, slab_size)
-            atoms.calc = EMT()
-            systems.append(atoms)
-        batches.append(collate_labelled(systems))
-    return batches
-
-
-def collate_labelled(systems: list):
-    """One fairchem batch (graphs built on the fly) of ASE atoms with a calculator attached:
-    energies, forces, fixed flags and cells, as fairchem's S2EF LMDBs hold them."""
-    from fairchem.core.datasets import data_list_collater
-    from fairchem.core.preprocessing import AtomsToGraphs
-
-    a2g = AtomsToGraphs(r_energy=True, r_forces=True, r_fixed=True, r_edges=False, r_pbc=True)
-    return data_list_collater([a2g.convert(atoms) for atoms in systems], otf_graph=True)
-
-
-def build(config_path: str, device: torch.device, seed: int,
-          est_options: dict | None = None) -> torch.nn.Module:
-    """The config's model in training mode; ``est_options`` override its ``est:`` keys."""
-    from est_fairchem.tools.model_from_config import build_model, load_config
-
-    config = load_config(REPO / config_path)
-    if est_options:
-        config["model"]["backbone"]["est"].update(est_options)
-    torch.manual_seed(seed)
-    return build_model(config).to(device).train()
 
 
 def peer_unavailable(config_path: str) -> str | None:
@@ -129,28 +77,6 @@ def parse_est_options(pairs: list[str]) -> dict:
     return options
 
 
-def autocast(device: torch.device, enabled: bool):
-    """Mixed precision as fairchem's ``amp: True`` uses it: float16 on CUDA (bfloat16 on CPU)."""
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
-
-
-def loss_of(model: torch.nn.Module, batch, amp: bool = False) -> torch.Tensor:
-    with autocast(batch.pos.device, amp):
-        out = model(batch)
-    energy = _output(out, "energy").reshape(-1)
-    loss = (energy - batch.energy).abs().mean()
-    if "forces" in out:
-        loss = loss + (_output(out, "forces") - batch.forces).norm(dim=-1).mean()
-    return loss
-
-
-def _output(out: dict, name: str) -> torch.Tensor:
-    """A model's output ``name``: hydra models nest it under their head's name."""
-    value = out[name]
-    return value[name] if isinstance(value, dict) else value
-
-
 def saved_activation_bytes(model: torch.nn.Module, batch, amp: bool = False) -> int:
     """Bytes of the distinct tensors autograd saves for backward in one forward."""
     seen: dict[tuple[int, int], int] = {}
@@ -165,11 +91,6 @@ def saved_activation_bytes(model: torch.nn.Module, batch, amp: bool = False) -> 
     loss.backward()
     model.zero_grad(set_to_none=True)
     return sum(seen.values())
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed_epoch(model, optimizer, batches, device, amp: bool = False, scaler=None) -> float:
@@ -259,18 +180,6 @@ def _has_ancestor(event, prefix: str) -> bool:
     return False
 
 
-def command_line(args: argparse.Namespace, script: str = "benchmarks/throughput.py") -> str:
-    """The command that reproduces this run of ``script`` (``--out`` left out)."""
-    words = ["python", script]
-    for key, value in vars(args).items():
-        flag = "--" + key.replace("_", "-")
-        if key == "est_option":
-            words += [f"{flag} {pair}" for pair in value]
-        elif key != "out" and value is not None and value is not False:
-            words.append(flag if value is True else f"{flag} {value}")
-    return " ".join(words)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", choices=sorted(CONFIGS), default="small")
@@ -321,7 +230,7 @@ def main() -> None:
     use_scaler = args.amp and device.type == "cuda"
     scalers = {n: torch.amp.GradScaler("cuda") if use_scaler else None for n in names}
 
-    results = {n: {"config": c, "parameters": sum(p.numel() for p in models[n].parameters())}
+    results = {n: {"config": c, "parameters": count_parameters(models[n])["total"]}
                for n, c in configs.items()}
     for name, model in models.items():
         if name != "control":

@@ -11,3 +11,48 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+# -- made data and demo runs that several test files share (module scope: each file its own) --
+
+
+@pytest.fixture(scope="module")
+def raw_dir(tmp_path_factory):
+    """A made QM9 release folder (40 molecules, seed 3: xyz files, exclusion list)."""
+    from est_fairchem.data.demo_qm9 import make_qm9_demo
+
+    out = tmp_path_factory.mktemp("qm9") / "raw"
+    make_qm9_demo(out, molecules=40, seed=3, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bulk_db(tmp_path_factory):
+    """Made EMT bulk ASE databases with energy, forces and stress: train 16, val 4, test 4."""
+    from est_fairchem.data.demo_bulk import BulkSizes, make_bulk_demo
+
+    out = tmp_path_factory.mktemp("bulk") / "bulk"
+    make_bulk_demo(out, seed=0, sizes=BulkSizes(train=16, val=4, test=4))
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo(request, tmp_path_factory):
+    """`est-fairchem demo DEMO_ARGS` (the test module's list) on its own made data in a
+    temporary folder: (the run's summary JSON, its stdout)."""
+    import json
+    import subprocess
+
+    from tests.model_utils import REPO, est_fairchem_cli
+
+    args = request.module.DEMO_ARGS
+    task = args[args.index("--task") + 1] if "--task" in args else "s2ef"
+    root = tmp_path_factory.mktemp(f"{task}_demo")
+    result = subprocess.run(
+        [*est_fairchem_cli(), "demo", *map(str, args),
+         "--data", str(root / "data"), "--run-dir", str(root / "runs")],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((root / "runs" / f"demo_summary_{task}.json").read_text())
+    return summary, result.stdout

@@ -6,16 +6,11 @@ The study itself is a benchmark (hours); these check what it is built from, with
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import accuracy  # noqa: E402
-import accuracy_configs as configs  # noqa: E402
+import accuracy  # benchmarks/ is on pytest's pythonpath
+import accuracy_configs as configs
 
 needs_oxides = pytest.mark.skipif(not configs.OXIDES_DB.exists(), reason="no ../shared oxides.db")
 

@@ -10,7 +10,6 @@ through the real ``fairchem`` command: ``tests/test_amp_e2e.py``.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,8 +20,8 @@ from est_fairchem.nn import ExpertGate
 from est_fairchem.nn.spherical_attention import SphericalAttention
 from est_fairchem.sphere.points import sphere_points
 from est_fairchem.sphere.transform import SphericalTransform
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_tiny_deterministic.yml"
 AMP_STEPS = 200  # 25 epochs of 8 steps (issue 5: 200 AMP training steps, no NaN/inf)
 

@@ -13,26 +13,19 @@ from est_fairchem.errors import InputError
 LABELS = {"r_energy": True, "r_forces": True, "r_stress": True}
 
 
-@pytest.fixture(scope="module")
-def bulk(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bulk") / "bulk"
-    make_bulk_demo(out, seed=0, sizes=BulkSizes(train=6, val=2, test=2))
-    return out
-
-
 def _dataset(src, **config):
     from est_fairchem.data.checked_ase_db import CheckedAseDBDataset
 
     return CheckedAseDBDataset({"src": str(src), "a2g_args": LABELS, **config})
 
 
-def test_made_bulk_rows_carry_emt_energy_forces_and_stress(bulk):
+def test_made_bulk_rows_carry_emt_energy_forces_and_stress(bulk_db):
     from ase.calculators.emt import EMT
     from ase.db import connect
 
-    with connect(bulk / "train.db") as db:
+    with connect(bulk_db / "train.db") as db:
         rows = list(db.select())
-    assert len(rows) == 6 and all(row.pbc.all() for row in rows)
+    assert len(rows) == 16 and all(row.pbc.all() for row in rows)
     atoms = rows[0].toatoms()
     stored = atoms.get_stress()
     atoms.calc = EMT()  # the labels are EMT's, recomputed
@@ -40,12 +33,12 @@ def test_made_bulk_rows_carry_emt_energy_forces_and_stress(bulk):
     assert np.abs(stored).max() > 1e-4  # strained: a stress to learn
 
 
-def test_checked_dataset_reads_as_fairchems(bulk):
+def test_checked_dataset_reads_as_fairchems(bulk_db):
     from fairchem.core.datasets import AseDBDataset
 
-    ours, theirs = _dataset(bulk / "train.db"), AseDBDataset({"src": str(bulk / "train.db"),
+    ours, theirs = _dataset(bulk_db / "train.db"), AseDBDataset({"src": str(bulk_db / "train.db"),
                                                                "a2g_args": LABELS})
-    assert len(ours) == len(theirs) == 6
+    assert len(ours) == len(theirs) == 16
     for key in ("pos", "cell", "forces", "stress"):
         assert np.array_equal(getattr(ours[3], key), getattr(theirs[3], key))
     assert ours[3].stress.shape == (3, 3) and ours[3].energy == theirs[3].energy
@@ -56,10 +49,10 @@ def test_missing_file_is_named(tmp_path):
         _dataset(tmp_path / "none.db")
 
 
-def test_empty_selection_is_named(bulk):
+def test_empty_selection_is_named(bulk_db):
     with pytest.raises(InputError, match=r"train.db: no ASE database rows \(selection "
                                          r"\{'selection': 'natoms>100'\}"):
-        _dataset(bulk / "train.db", select_args={"selection": "natoms>100"})
+        _dataset(bulk_db / "train.db", select_args={"selection": "natoms>100"})
 
 
 def _db_with_row_without_forces(path, position: int):
@@ -103,7 +96,7 @@ def test_make_bulk_demo_keeps_a_folder_it_did_not_write(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
 
 
-def test_atom_counts_for_fairchems_load_balancing(bulk):
+def test_atom_counts_for_fairchems_load_balancing(bulk_db):
     """fairchem's BalancedBatchSampler (optim.load_balancing: atoms) reads natoms metadata,
     which a plain ase_db dataset lacks (fairchem then refuses the option); the checked one
     has it, equal to the structures', also through the Subset fairchem's trainer makes."""
@@ -111,14 +104,14 @@ def test_atom_counts_for_fairchems_load_balancing(bulk):
     from fairchem.core.datasets.base_dataset import create_dataset
 
     dataset = create_dataset({"format": "est_fairchem.data.CheckedAseDBDataset",
-                              "src": str(bulk / "train.db"), "a2g_args": LABELS}, "train")
+                              "src": str(bulk_db / "train.db"), "a2g_args": LABELS}, "train")
     sizes = [int(sample.natoms) for sample in dataset]
     assert dataset.metadata_hasattr("natoms")
     assert [int(dataset.get_metadata("natoms", i)) for i in range(len(dataset))] == sizes
     assert {4, 8} <= set(sizes)
     sampler = BalancedBatchSampler(dataset, batch_size=2, num_replicas=2, rank=0, seed=0,
                                    mode="atoms", on_error="raise")
-    assert not sampler.disabled and sum(len(batch) for batch in sampler) == 3
+    assert not sampler.disabled and sum(len(batch) for batch in sampler) == 8
 
 
 def _labelled_rows(path, structures):

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from est_fairchem.errors import InputError
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.model_utils import REPO, est_fairchem_cli
 
 
 @pytest.mark.parametrize("config", ["configs/oc20/s2ef/demo/est_eqv2_demo.yml",
@@ -113,14 +112,12 @@ def test_declared_outputs_follow_the_config():
 
 def test_rotation_count_must_be_positive():
     import subprocess
-    import sys
 
     from est_fairchem.tools.check_equivariance import check_equivariance
 
     with pytest.raises(InputError, match="rotations=0: expected at least 1"):
         check_equivariance(REPO / "configs/oc20/s2ef/demo/eqv2_demo.yml", rotations=0)
-    script = Path(sys.executable).with_name("est-fairchem")
-    result = subprocess.run([str(script), "check-equivariance",
+    result = subprocess.run([*est_fairchem_cli(), "check-equivariance",
                              "configs/oc20/s2ef/demo/eqv2_demo.yml", "--rotations", "0"],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2 and "--rotations: 0: expected a positive integer" in result.stderr
@@ -204,7 +201,7 @@ def test_the_command_prints_a_foreign_file_as_one_error(tmp_path):
 
     path = tmp_path / "notes.pt"
     path.write_text("not a checkpoint\n")
-    result = subprocess.run([sys.executable, "-m", "est_fairchem.cli", "check-equivariance",
+    result = subprocess.run([*est_fairchem_cli(), "check-equivariance",
                              "configs/oc20/s2ef/demo/est_eqv2_demo.yml", "--checkpoint",
                              str(path)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode != 0

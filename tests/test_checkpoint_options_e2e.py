@@ -14,9 +14,8 @@ import pytest
 from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
 from est_fairchem.data.lmdb_writer import write_lmdb
 from est_fairchem.tools import fairchem_runs
-from tests.model_utils import lmdb_samples
+from tests.model_utils import REPO, lmdb_samples
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_tiny_deterministic.yml"
 pytestmark = pytest.mark.e2e
 

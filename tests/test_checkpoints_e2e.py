@@ -18,9 +18,8 @@ from est_fairchem.data.demo_relaxations import RelaxationSizes, make_relaxation_
 from est_fairchem.data.demo_s2ef import DemoSizes, make_s2ef_demo
 from est_fairchem.data.lmdb_writer import write_lmdb
 from est_fairchem.tools import fairchem_runs
-from tests.model_utils import lmdb_samples
+from tests.model_utils import REPO, est_fairchem_cli, lmdb_samples
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs/oc20/s2ef/demo"
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +42,7 @@ def runs(tmp_path_factory):
                                    [*paths, "--optim.max_epochs=3", "--optim.ema_decay=0.9"])
     warm = root / "est_warm.pt"
     result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "warm-start", "--from",
+        [*est_fairchem_cli(), "warm-start", "--from",
          str(eqv2_dir / "checkpoint.pt"), "--config", str(DEMO / "est_eqv2_demo.yml"),
          "--out", str(warm)],
         capture_output=True, text=True, cwd=REPO,

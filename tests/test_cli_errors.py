@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.model_utils import est_fairchem_cli
+from tests.model_utils import REPO, est_fairchem_cli
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs" / "oc20" / "s2ef" / "demo" / "est_eqv2_demo.yml"
 
 

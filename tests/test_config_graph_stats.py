@@ -12,8 +12,8 @@ import yaml
 from est_fairchem.cli import main
 from est_fairchem.tools.graph_stats import graph_statistics, mismatches
 from est_fairchem.tools.model_from_config import load_config
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 # config -> (make-demo-data task, the data folder the config names, relative to the repository)
 DEMO_CONFIGS = {

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.model_utils import REPO, est_fairchem_cli
+
 
 
 def _count(config: str) -> float:
     result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "count-params", config],
+        [*est_fairchem_cli(), "count-params", config],
         capture_output=True, text=True, cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -42,7 +41,7 @@ def _counts(*configs: str) -> list[tuple[float, float, float]]:
     import os
 
     result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "count-params", *configs],
+        [*est_fairchem_cli(), "count-params", *configs],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-2000:]

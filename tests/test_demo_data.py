@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from est_fairchem.data.demo_s2ef import OOD_METALS, S2EF_SPLITS
-from tests.model_utils import lmdb_samples
+from tests.model_utils import est_fairchem_cli, lmdb_samples
 
 
 def _make(out, *extra):
     return subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "make-demo-data", "--task", "s2ef",
+        [*est_fairchem_cli(), "make-demo-data", "--task", "s2ef",
          "--out", str(out), "--systems", "4", "--frames", "2", *extra],
         capture_output=True, text=True,
     )

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from est_fairchem.data.demo_relaxations import RELAXATION_SPLITS
-from tests.model_utils import lmdb_samples
+from tests.model_utils import est_fairchem_cli, lmdb_samples
 
 
 @pytest.fixture(scope="module")
 def relax_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "is2rs"
     result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "make-demo-data", "--task", "is2rs",
+        [*est_fairchem_cli(), "make-demo-data", "--task", "is2rs",
          "--out", str(out), "--systems", "4"],
         capture_output=True, text=True,
     )

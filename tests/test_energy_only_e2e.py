@@ -14,8 +14,8 @@ import torch
 
 from est_fairchem.data.demo_adsorption import AdsorptionSizes, make_adsorption_demo
 from est_fairchem.tools import fairchem_runs
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ENERGY = REPO / "configs/ase_db/energy"
 CONFIGS = ("est_equiformer", "equiformer", "est_eqv2", "eqv2")
 pytestmark = pytest.mark.e2e

@@ -3,15 +3,11 @@ l4 size, 1 structure, 1 rotation, 2 training steps."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = ["--override", "num_layers=1", "--rotations", "1", "--structures", "1",
         "--train-steps", "2", "--timing-steps", "2", "--train-batches", "2",
         "--eval-batches", "1"]
@@ -19,14 +15,10 @@ TINY = ["--override", "num_layers=1", "--rotations", "1", "--structures", "1",
 
 @pytest.fixture(scope="module")
 def bench():
-    """The benchmark script imported from its path (registered so its dataclasses work)."""
-    name = "equivariance_cost_benchmark"
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks/equivariance_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop(name, None)
+    """The benchmark script (``benchmarks/`` is on pytest's ``pythonpath``)."""
+    import equivariance_cost
+
+    return equivariance_cost
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +64,8 @@ def test_errors_cost_and_loss(report):
 
 def test_training_lowers_the_loss(bench):
     plain = bench.plain_config("l4", {"num_layers": 1})
-    batch = bench.throughput_module().make_batches(1, 2, (2, 2, 3), seed=0)
-    trainer = bench.Trainer.of(bench.build(plain, seed=0), lr=1e-3)
+    batch = bench.make_batches(1, 2, (2, 2, 3), seed=0)
+    trainer = bench.Trainer.of(bench.seeded_model(plain, seed=0), lr=1e-3)
     run = bench.train(trainer, batch, steps=5, partner=None, timing_steps=0)
     assert run["own_s"] == [] and len(run["losses"]) == 5
     assert run["losses"][-1] < run["losses"][0]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +11,13 @@ import pytest
 
 from est_fairchem.data.demo_s2ef import TEST_SPLITS
 from est_fairchem.tools.fairchem_runs import fairchem_executable
-from tests.model_utils import lmdb_samples
+from tests.model_utils import REPO, est_fairchem_cli, lmdb_samples
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml"
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """`est-fairchem demo` on its own data, in a temporary folder."""
-    root = tmp_path_factory.mktemp("demo")
-    result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "demo", "--config", str(DEMO_CONFIG),
-         "--data", str(root / "data"), "--run-dir", str(root / "runs")],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((root / "runs" / "demo_summary_s2ef.json").read_text())
-    return summary, result.stdout
+DEMO_ARGS = ["--config", DEMO_CONFIG]  # the conftest `demo` fixture runs this
 
 
 def _logged_losses(log: str) -> list[float]:
@@ -107,7 +93,7 @@ def test_trained_checkpoint_stays_equivariant(demo):
     Measured after the demo's training: energy 1.4e-6, forces 1.1e-4 (max over 5 rotations)."""
     summary, _ = demo
     result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "check-equivariance", str(DEMO_CONFIG),
+        [*est_fairchem_cli(), "check-equivariance", str(DEMO_CONFIG),
          "--checkpoint", summary["checkpoint"]], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     energy = float(re.search(r"energy relative error .*: max ([0-9.e+-]+)", result.stdout).group(1))

@@ -6,9 +6,9 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.model_utils import REPO
+
 
 
 def test_host_overhead_reports_the_ratio_of_median_times(tmp_path):

@@ -3,34 +3,21 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from est_fairchem.data.demo_s2ef import TEST_SPLITS
-from tests.model_utils import lmdb_samples
+from tests.model_utils import REPO, est_fairchem_cli, lmdb_samples
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs/oc20/is2re/demo/est_equiformer_demo.yml"
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("is2re_demo")
-    result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "demo", "--task", "is2re",
-         "--data", str(root / "data"), "--run-dir", str(root / "runs")],
-        capture_output=True, text=True, cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads((root / "runs" / "demo_summary_is2re.json").read_text())
-    return summary, result.stdout
+DEMO_ARGS = ["--task", "is2re"]  # the conftest `demo` fixture runs this
 
 
 def test_training_loss_falls_and_validation_has_is2re_metrics(demo):
@@ -73,7 +60,7 @@ def test_trained_checkpoint_energy_stays_invariant(demo):
     predicts no forces). Measured after the demo's training: 2.9e-5 (max over 5 rotations)."""
     summary, _ = demo
     result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "check-equivariance", str(DEMO_CONFIG),
+        [*est_fairchem_cli(), "check-equivariance", str(DEMO_CONFIG),
          "--checkpoint", summary["checkpoint"]], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     energy = float(re.search(r"energy relative error .*: max ([0-9.e+-]+)", result.stdout).group(1))

@@ -5,7 +5,6 @@ EST-EquiformerV2 backbone; on made data in OC22's record layout."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +12,8 @@ import torch
 
 from est_fairchem.data.demo_s2ef import DemoSizes, make_oc22_demo
 from est_fairchem.tools import fairchem_runs
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs/oc22/s2ef/demo/est_eqv2_oc22_demo.yml"
 pytestmark = pytest.mark.e2e
 

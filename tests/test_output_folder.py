@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from est_fairchem.data.demo_qm9 import make_qm9_demo
 from est_fairchem.data.output_folder import (
     LOCK_NAME,
     atomic_output_dir,
@@ -22,13 +21,6 @@ from est_fairchem.data.output_folder import (
 )
 from est_fairchem.errors import InputError
 from tests.model_utils import est_fairchem_cli
-
-
-@pytest.fixture(scope="module")
-def raw_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("qm9") / "raw"
-    make_qm9_demo(out, molecules=12, seed=0, progress=False)
-    return out
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

@@ -18,8 +18,8 @@ import pytest
 
 from est_fairchem.testing.checkpoint_state import load_training_state, max_abs_differences
 from est_fairchem.tools.fairchem_runs import logged_steps, run_fairchem, run_fairchem_until_step
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_tiny_deterministic.yml"
 STEPS_PER_EPOCH = 8  # 32 training samples, batch 4
 EPOCHS = 2

@@ -17,8 +17,8 @@ from est_fairchem.data.lmdb_writer import write_lmdb
 from est_fairchem.data.preflight import check_lmdb_dataset
 from est_fairchem.errors import InputError
 from est_fairchem.models.common.input_checks import check_graph_has_edges
+from tests.model_utils import REPO, est_fairchem_cli
 
-REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml"
 
 
@@ -176,7 +176,7 @@ def _s2ef_demo_folder(real: Path, root: Path, bad_train: Path) -> Path:
 def test_demo_command_refuses_bad_data_before_fairchem(real, bad, case, tmp_path):
     data = _s2ef_demo_folder(real, tmp_path, bad[case][0])
     result = subprocess.run(
-        [sys.executable, "-m", "est_fairchem.cli", "demo", "--config", str(DEMO_CONFIG),
+        [*est_fairchem_cli(), "demo", "--config", str(DEMO_CONFIG),
          "--data", str(data), "--run-dir", str(tmp_path / "runs")],
         capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2, result.stderr[-2000:]

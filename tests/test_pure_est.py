@@ -100,8 +100,14 @@ def test_backbone_layers_are_message_and_update_blocks():
     for layer in model.backbone.layers:
         assert isinstance(layer.message, ESTMessageBlock) and isinstance(layer.update, ESTUpdate)
         assert layer.message.num_spherical == 2 and layer.update.num_steerable == 2
-    out = model.backbone(batch_of([molecule()]))
-    assert out["node_embedding"].shape == (9, 16)
+    atoms = molecule()
+    out = model.backbone(batch_of([atoms]))["node_embedding"]
+    assert out.shape == (len(atoms), 16) and torch.isfinite(out).all()
+    # one row per atom, its own: permuting the atoms permutes the rows (and nothing else)
+    order = np.random.default_rng(0).permutation(len(atoms))
+    permuted = model.backbone(batch_of([atoms[order]]))["node_embedding"]
+    torch.testing.assert_close(permuted, out[torch.as_tensor(order)], rtol=1e-9, atol=1e-12)
+    assert (out[0] - out[1]).abs().max() > 1e-6  # distinct atoms, distinct embeddings
 
 
 def test_target_invariant_under_rotation(float64):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from est_fairchem.data.qm9_convert import ATOMREF_TARGETS, TARGETS
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS = {"est": "est_fairchem.models.ESTBackbone",
           "est_ga": "est_fairchem.models.EquiformerESTBackbone"}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from est_fairchem.data.demo_qm9 import format_uncharacterized, make_qm9_demo
+from est_fairchem.data.demo_qm9 import format_uncharacterized
 from est_fairchem.data.qm9_convert import (
     HARTREE_TO_EV,
     TARGETS,
@@ -45,14 +45,7 @@ METHANE = (
     "C\tC\t\n"
     "InChI=1S/CH4/h1H4\tInChI=1S/CH4/h1H4\n"
 )
-DEMO_MOLECULES = 40
-
-
-@pytest.fixture(scope="module")
-def raw_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("qm9") / "raw"
-    make_qm9_demo(out, molecules=DEMO_MOLECULES, seed=3, progress=False)
-    return out
+DEMO_MOLECULES = 40  # the conftest `raw_dir` fixture
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from est_fairchem.tools import fairchem_runs
-from tests.model_utils import est_fairchem_cli, lmdb_samples
+from tests.model_utils import REPO, est_fairchem_cli, lmdb_samples
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/qm9/demo/est_demo.yml"
 MOLECULES = 120  # train 100, val 9, test the rest after 2 exclusions
 EPOCHS, BATCH = 6, 8

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ["throughput", "profile_update", "host_overhead", "equivariance", "equivariance_cost",
            "expressiveness"]
 

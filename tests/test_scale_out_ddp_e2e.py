@@ -34,8 +34,8 @@ from est_fairchem.testing.checkpoint_state import (
 )
 from est_fairchem.tools.fairchem_runs import fairchem_executable
 from est_fairchem.trainers import PreemptibleForcesTrainer
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_tiny_deterministic.yml"
 RECORD_DIR = "EST_TEST_RECORD_DIR"
 STEPS = 8  # one epoch: 32 training samples, global batch 4

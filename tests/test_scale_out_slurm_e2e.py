@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from est_fairchem.tools.fairchem_runs import fairchem_executable
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = "configs/oc20/s2ef/all/est_eqv2_N@8_L@4_M@2_45M.yml"
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.model_utils import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+
 DEMO_CONFIG = REPO / "configs/oc20/s2ef/demo/est_eqv2_demo.yml"
 
 

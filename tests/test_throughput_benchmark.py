@@ -7,9 +7,9 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.model_utils import REPO
+
 
 
 def test_throughput_reports_ratio_and_noise_control(tmp_path):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import copy
 import subprocess
-import sys
 
 import pytest
 import torch
 
 from est_fairchem.models.equiformer_v2.warm_start import WarmStartError, warm_start
 from est_fairchem.testing.structures import graph_batch, made_slab
-from tests.model_utils import build, small_model_config
+from tests.model_utils import build, est_fairchem_cli, small_model_config
 
 RADIUS = 5.0
 EST = {"num_points": 36, "num_steerable_experts": 3, "num_spherical_experts": 2,
@@ -162,7 +161,7 @@ def test_cli_refuses_to_overwrite_and_names_mismatches(tmp_path):
     torch.save({"state_dict": eqv2.state_dict(), "config": {"model": {"name": "hydra"}}}, path)
     out = tmp_path / "est.pt"
     out.write_text("a file the user made")
-    command = [sys.executable, "-m", "est_fairchem.cli", "warm-start", "--from", str(path),
+    command = [*est_fairchem_cli(), "warm-start", "--from", str(path),
                "--config", "configs/oc20/s2ef/demo/est_eqv2_demo.yml", "--out", str(out)]
     refused = subprocess.run(command, capture_output=True, text=True)
     assert refused.returncode == 2 and "--overwrite" in refused.stderr

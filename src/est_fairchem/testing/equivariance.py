@@ -62,6 +62,18 @@ def random_rotation(generator: torch.Generator | None = None) -> torch.Tensor:
     return random_rotation_matrices(1, torch.float64, "cpu", generator)[0]
 
 
+def random_rotations(count: int, seed: int) -> torch.Tensor:
+    """[count, 3, 3] Haar-random float64 rotations drawn from ``seed`` (e3nn's ``rand_matrix``),
+    leaving torch's global RNG as it was."""
+    from e3nn import o3
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    rotations = o3.rand_matrix(count, dtype=torch.float64)
+    torch.random.set_rng_state(state)
+    return rotations
+
+
 def rotation_changes(predict, atoms, vectors: tuple[str, ...] = (), rotations: int = 3,
                      generator: torch.Generator | None = None, tensors: tuple[str, ...] = ()
                      ) -> dict[str, list[tuple[float, float]]]:

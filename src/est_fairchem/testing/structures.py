@@ -6,12 +6,14 @@ import numpy as np
 import torch
 
 
-def made_slab(seed: int = 3):
-    """A made Cu(111) slab with a CO adsorbate (OC20 tags), rattled so no symmetry hides errors."""
+def made_slab(seed: int = 3, metal: str = "Cu", adsorbate: str = "CO",
+              rng: np.random.Generator | None = None):
+    """A made fcc(111) ``metal`` slab with an ``adsorbate`` (OC20 tags), rattled by 0.05 A so no
+    symmetry hides errors; drawn from ``rng`` when given (a series of slabs), else ``seed``."""
     from est_fairchem.data.demo_s2ef import make_slab_with_adsorbate
 
-    rng = np.random.default_rng(seed)
-    atoms = make_slab_with_adsorbate("Cu", "CO", rng)
+    rng = np.random.default_rng(seed) if rng is None else rng
+    atoms = make_slab_with_adsorbate(metal, adsorbate, rng)
     atoms.positions += rng.normal(0, 0.05, size=atoms.positions.shape)
     return atoms
 
