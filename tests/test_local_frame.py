@@ -12,7 +12,8 @@ from est_fairchem.nn.local_frame import LocalFrame
 from est_fairchem.sphere.transform import real_spherical_harmonics
 from est_fairchem.sphere.wigner import WignerFromRotation
 from est_fairchem.testing.equivariance import steerable_rotation_error
-from tests.test_backbone import SMALL_EST, _model, _rotation_errors
+from tests import test_backbone
+from tests.test_backbone import SMALL_EST, _model
 
 LMAX = 4
 
@@ -179,9 +180,15 @@ def test_local_frame_whole_model_beats_the_global_grid(float64):
                 block.update.spherical.spherical_experts.down.weight.mul_(30.0)
         return model
 
-    plain = _rotation_errors(_model(None), rotations=2)
-    global_grid = _rotation_errors(amplified("global"), rotations=2)
-    local = _rotation_errors(amplified("local"), rotations=2)
+    suite = test_backbone.TestEquiformerV2ESTBackbone()  # imported as a module: not collected here
+
+    def errors(model: torch.nn.Module) -> tuple[float, float]:
+        measured = suite.rotation_errors(model, rotations=2)
+        return measured["energy"], measured["forces"]
+
+    plain = errors(_model(None))
+    global_grid = errors(amplified("global"))
+    local = errors(amplified("local"))
     print(f"rotation errors (energy, forces): plain {plain}, global {global_grid}, local {local}")
     assert local[0] < max(10 * plain[0], 1e-8) and local[1] < max(10 * plain[1], 1e-8)
     assert global_grid[0] > 10 * local[0] or global_grid[1] > 10 * local[1]
