@@ -61,6 +61,8 @@ def install(python: str, wheels: str, index_of_torch: Callable[[], str],
         return "PyG: compiled torch-scatter and torch-sparse from source (PYG_WHEELS=source)"
     index = index_of_torch() if wheels in ("", "auto") else wheels
     tried = run(wheel_command(python, index), capture_output=True, text=True)
+    if tried.returncode == 0 and "Successfully installed" not in (tried.stdout or ""):
+        return "PyG: torch-scatter and torch-sparse were already installed (nothing to do)"
     if tried.returncode == 0:
         return f"PyG: installed the prebuilt torch-scatter and torch-sparse wheels of {index}"
     print(f"PyG: no prebuilt wheels from {index} ({pip_reason(tried.stderr)}); compiling "

@@ -48,14 +48,18 @@ class _Pip:
     """Runs nothing: answers each pip command as PyG's index would (wheels there or not) and
     records the commands, to test the fallback decision without a network."""
 
-    def __init__(self, wheels_available: bool, stderr: str = "") -> None:
+    def __init__(self, wheels_available: bool, stderr: str = "",
+                 installed: bool = False) -> None:
         self.wheels_available, self.stderr, self.commands = wheels_available, stderr, []
+        self.installed = installed
 
     def __call__(self, command, **_kwargs):
         self.commands.append(command)
         binary = "--only-binary" in command
         failed = binary and not self.wheels_available
-        return subprocess.CompletedProcess(command, 1 if failed else 0, "",
+        stdout = "" if failed else ("Requirement already satisfied: torch-scatter" if
+                                    self.installed else "Successfully installed torch-scatter")
+        return subprocess.CompletedProcess(command, 1 if failed else 0, stdout,
                                            self.stderr if failed else "")
 
 
@@ -68,6 +72,12 @@ def test_wheels_are_taken_when_pip_gets_them():
     assert line == f"PyG: installed the prebuilt torch-scatter and torch-sparse wheels of {INDEX}"
     assert len(pip.commands) == 1
     assert pip.commands[0][-2:] == ["-f", INDEX] and "--only-binary" in pip.commands[0]
+
+
+def test_packages_already_installed_are_said_to_be_so():
+    pip = _Pip(wheels_available=True, installed=True)
+    line = _module().install("python", "auto", lambda: INDEX, run=pip)
+    assert line == "PyG: torch-scatter and torch-sparse were already installed (nothing to do)"
 
 
 def test_without_wheels_it_compiles_and_says_why(capsys):
