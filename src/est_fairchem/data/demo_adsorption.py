@@ -19,14 +19,11 @@ Deterministic for a given seed.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-
-from est_fairchem.data.output_folder import atomic_output_dir
 
 METALS = ("Cu", "Ag", "Pt", "Ni", "Pd", "Au")
 ADSORBATES = ("H", "O", "N", "C")
@@ -95,22 +92,18 @@ def make_adsorption_demo(out: Path, seed: int = 0, sizes: AdsorptionSizes = Adso
                          overwrite: bool = False) -> dict:
     """Write ``out/{train,val,test}.db`` and ``out/metadata.json`` (atomically); return the
     metadata (rows per split, seed, metals, adsorbates, relaxation settings)."""
-    from ase.db import connect
+    from est_fairchem.data.demo_bulk import write_split_databases
 
     rng = np.random.default_rng(seed)
-    counts: dict[str, int] = {}
-    with atomic_output_dir(Path(out), overwrite=overwrite, marker="metadata.json") as tmp:
-        for split in SPLITS:
-            with connect(tmp / f"{split}.db") as db:
-                for _ in range(sizes.of(split)):
-                    metal = METALS[rng.integers(len(METALS))]
-                    adsorbate = ADSORBATES[rng.integers(len(ADSORBATES))]
-                    db.write(adsorption_row(metal, adsorbate, rng, sizes), metal=metal,
-                             adsorbate=adsorbate)
-            counts[split] = sizes.of(split)
-        metadata = {"task": "adsorption", "seed": seed, "rows": counts, "sizes": asdict(sizes),
-                    "metals": list(METALS), "adsorbates": list(ADSORBATES),
-                    "labels": "energy: EMT adsorption energy (eV), relaxed structures, no forces",
-                    "pbc": list(SLAB_PBC)}
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    return metadata
+
+    def write_row(db) -> None:
+        metal = METALS[rng.integers(len(METALS))]
+        adsorbate = ADSORBATES[rng.integers(len(ADSORBATES))]
+        db.write(adsorption_row(metal, adsorbate, rng, sizes), metal=metal, adsorbate=adsorbate)
+
+    return write_split_databases(
+        out, {split: sizes.of(split) for split in SPLITS}, write_row,
+        {"task": "adsorption", "seed": seed, "sizes": asdict(sizes), "metals": list(METALS),
+         "adsorbates": list(ADSORBATES), "pbc": list(SLAB_PBC),
+         "labels": "energy: EMT adsorption energy (eV), relaxed structures, no forces"},
+        overwrite)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -65,24 +66,35 @@ def labelled(atoms):
     return frozen
 
 
+def write_split_databases(out: Path, rows: dict[str, int], write_row: Callable[[Any], None],
+                          metadata: dict, overwrite: bool = False) -> dict:
+    """Write ``out/<split>.db`` with ``rows[split]`` rows each (``write_row(db)`` writes one,
+    splits and rows in order) and ``out/metadata.json`` (``metadata`` plus the row counts),
+    atomically; return the metadata."""
+    from ase.db import connect
+
+    with atomic_output_dir(Path(out), overwrite=overwrite, marker="metadata.json") as tmp:
+        for split, count in rows.items():
+            with connect(tmp / f"{split}.db") as db:
+                for _ in range(count):
+                    write_row(db)
+        metadata = {**metadata, "rows": dict(rows)}
+        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
 def make_bulk_demo(out: Path, seed: int = 0, sizes: BulkSizes = BulkSizes(),
                    overwrite: bool = False) -> dict:
     """Write ``out/{train,val,test}.db`` and ``out/metadata.json`` (atomically); return the
     metadata (rows per split, seed, metals)."""
-    from ase.db import connect
-
     rng = np.random.default_rng(seed)
-    counts: dict[str, int] = {}
-    with atomic_output_dir(Path(out), overwrite=overwrite, marker="metadata.json") as tmp:
-        for split in BULK_SPLITS:
-            with connect(tmp / f"{split}.db") as db:
-                for _ in range(sizes.of(split)):
-                    metal = BULK_METALS[rng.integers(len(BULK_METALS))]
-                    repeat = (1, 1, 1) if rng.random() < 0.5 else (2, 1, 1)
-                    db.write(labelled(strained_bulk(metal, rng, repeat)), metal=metal)
-            counts[split] = sizes.of(split)
-        metadata = {"task": "bulk", "seed": seed, "sizes": asdict(sizes),
-                    "metals": list(BULK_METALS), "rows": counts,
-                    "labels": "ASE EMT energy (eV), forces (eV/A), stress (eV/A^3, Voigt)"}
-        (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    return metadata
+
+    def write_row(db) -> None:
+        metal = BULK_METALS[rng.integers(len(BULK_METALS))]
+        repeat = (1, 1, 1) if rng.random() < 0.5 else (2, 1, 1)
+        db.write(labelled(strained_bulk(metal, rng, repeat)), metal=metal)
+
+    return write_split_databases(
+        out, {split: sizes.of(split) for split in BULK_SPLITS}, write_row,
+        {"task": "bulk", "seed": seed, "sizes": asdict(sizes), "metals": list(BULK_METALS),
+         "labels": "ASE EMT energy (eV), forces (eV/A), stress (eV/A^3, Voigt)"}, overwrite)
