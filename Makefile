@@ -1,7 +1,8 @@
 # est-fairchem: one-step install, demo and tests.
 #   make demo   - create .venv, install everything, run the EST-EquiformerV2 demo on made data
 #   make test   - create .venv if needed and run the whole test suite (what CI runs)
-#   make test-fast - the same without the end-to-end runs of the real fairchem command (-m 'not e2e')
+#   make test-fast - the same without the end-to-end runs of the real fairchem command, the
+#                    paper-size model builds and the benchmark scripts (-m 'not e2e and not slow')
 # torch-scatter/torch-sparse: PyG's prebuilt wheels for the installed torch and its CUDA build
 # when pip can get them, else compiled from source (about 28 of the 33 minutes of a fresh install
 # here); one line says which was done and why (scripts/pyg_wheel_index.py):
@@ -32,11 +33,17 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/est-fairchem demo
 
+# One pytest worker per core (pytest-xdist), each test file whole on one worker so that its
+# module fixtures (made data, a demo run) are built once; one thread per worker and per
+# fairchem process it starts, so that the workers do not fight over the cores.
+TEST_WORKERS ?= auto
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e" $(PYTEST_ARGS)
+	$(PYTEST) -m "not e2e and not slow" $(PYTEST_ARGS)
 
 clean-demo:
 	rm -rf runs/demo data/demo

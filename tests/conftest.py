@@ -4,6 +4,17 @@ import pytest
 import torch
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """End-to-end tests first, then the slow ones, then the rest (a stable sort: each file keeps
+    its order). `make test` gives each pytest-xdist worker whole files in this order, so the
+    long runs start early and the short files fill in at the end: the workers finish together."""
+    def rank(item: pytest.Item) -> int:
+        return next((i for i, mark in enumerate(("e2e", "slow")) if item.get_closest_marker(mark)),
+                    2)
+
+    items.sort(key=rank)
+
+
 @pytest.fixture
 def float64():
     """Build and run in float64 (transform buffers are made in the default dtype's precision)."""

@@ -8,6 +8,8 @@ import math
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a paper-size build or a benchmark script: not in make test-fast
+
 TINY = ["--override", "num_layers=1", "--rotations", "1", "--structures", "1",
         "--train-steps", "2", "--timing-steps", "2", "--train-batches", "2",
         "--eval-batches", "1"]

@@ -9,6 +9,8 @@ import math
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # a paper-size build or a benchmark script: not in make test-fast
+
 @pytest.fixture(scope="module")
 def bench():
     """The benchmark script (``benchmarks/`` is on pytest's ``pythonpath``)."""

@@ -7,8 +7,11 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from tests.model_utils import REPO
 
+pytestmark = pytest.mark.slow  # a paper-size build or a benchmark script: not in make test-fast
 
 
 def test_host_overhead_reports_the_ratio_of_median_times(tmp_path):

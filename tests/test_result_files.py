@@ -14,6 +14,8 @@ import pytest
 from est_fairchem.testing.result_files import add_overwrite_option, refuse_existing, write_json
 from tests.model_utils import REPO
 
+pytestmark = pytest.mark.slow  # a paper-size build or a benchmark script: not in make test-fast
+
 SCRIPTS = ["throughput", "profile_update", "host_overhead", "equivariance", "equivariance_cost",
            "expressiveness"]
 

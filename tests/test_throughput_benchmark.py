@@ -8,8 +8,11 @@ import math
 import subprocess
 import sys
 
+import pytest
+
 from tests.model_utils import REPO
 
+pytestmark = pytest.mark.slow  # a paper-size build or a benchmark script: not in make test-fast
 
 
 def test_throughput_reports_ratio_and_noise_control(tmp_path):
