@@ -4,6 +4,7 @@ folder is readable as the umask says."""
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import stat
@@ -162,6 +163,30 @@ def test_a_signal_halfway_leaves_nothing_and_says_so_in_one_line(raw_dir, tmp_pa
     assert last.endswith(f"nothing was written to {out}")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big"]
+
+
+def test_a_signal_during_the_final_renames_comes_after_them_and_says_the_output_is_whole(
+        raw_dir, tmp_path, monkeypatch, capsys):
+    """SIGINT sent to the process while the partial folder is being renamed into place: it is
+    held back until the renames are done, so the output is complete, and the one line says so
+    (it used to say that nothing was written)."""
+    from est_fairchem.cli import main
+    from est_fairchem.data import output_folder
+
+    commit = output_folder._commit
+
+    def commit_with_a_signal(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # pending: the renames hold it back
+        commit(*args, **kwargs)
+
+    monkeypatch.setattr(output_folder, "_commit", commit_with_a_signal)
+    out = tmp_path / "lmdb"
+    assert main(["prepare-qm9", "--raw", str(raw_dir), "--out", str(out)]) == 128 + signal.SIGINT
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (f"est-fairchem prepare-qm9: interrupted by SIGINT (Ctrl-C); {out} had been "
+                    "written in full")
+    assert (out / "metadata.json").is_file() and (out / "train" / "data.lmdb").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
 
 
 def test_the_next_run_removes_what_a_killed_run_left(raw_dir, tmp_path):

@@ -537,10 +537,16 @@ def _debug_requested(args: argparse.Namespace) -> bool:
     return bool(args.debug) or os.environ.get("EST_FAIRCHEM_DEBUG", "") not in ("", "0")
 
 
-def _interrupted_line(args: argparse.Namespace, name: str) -> str:
+def _interrupted_line(args: argparse.Namespace, name: str, stop: BaseException) -> str:
+    """The one line of an interrupted command: what it left (``stop.written_in_full``: the
+    signal came during the final renames of an output folder, which is then complete)."""
     out = getattr(args, "out", None)
-    written = f"nothing was written to {out}" if out is not None else "stopped"
-    return f"est-fairchem {args.command}: interrupted by {name}; {written}"
+    written_in_full = getattr(stop, "written_in_full", None)
+    if written_in_full is not None:
+        left = f"{written_in_full} had been written in full"
+    else:
+        left = f"nothing was written to {out}" if out is not None else "stopped"
+    return f"est-fairchem {args.command}: interrupted by {name}; {left}"
 
 
 _TAKES_OVERRIDES = {_graph_stats}
@@ -569,15 +575,15 @@ def main(argv: list[str] | None = None) -> int:
                 signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
         return args.func(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if debug:
             raise
-        print(_interrupted_line(args, "SIGINT (Ctrl-C)"), file=sys.stderr)
+        print(_interrupted_line(args, "SIGINT (Ctrl-C)", stop), file=sys.stderr)
         return 128 + signal.SIGINT
     except Interrupted as stop:
         if debug:
             raise
-        print(_interrupted_line(args, signal.Signals(stop.signum).name), file=sys.stderr)
+        print(_interrupted_line(args, signal.Signals(stop.signum).name, stop), file=sys.stderr)
         return 128 + stop.signum
     except _USAGE_ERRORS as err:
         if debug:

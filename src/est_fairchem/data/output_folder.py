@@ -226,7 +226,9 @@ def atomic_output_dir(out: Path, overwrite: bool = False, protect: Iterable[Path
     Checks ``out`` first (:func:`check_output_folder`: ``InputError`` for an existing file, an
     input inside it, a non-empty folder without ``overwrite``...), removes stale partial
     folders of ``out``, and on any exception (``KeyboardInterrupt`` and :class:`Interrupted`
-    included) removes the partial folder and leaves ``out`` exactly as it was.
+    included) removes the partial folder and leaves ``out`` exactly as it was. A signal that
+    arrives during the final renames is delivered after them: ``out`` is then complete, and the
+    exception carries it as ``written_in_full``.
     """
     out = check_output_folder(out, protect=protect, overwrite=overwrite, marker=marker)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -245,9 +247,11 @@ def atomic_output_dir(out: Path, overwrite: bool = False, protect: Iterable[Path
         with _signals_held():
             _commit(tmp, out, marker)
             committed = True
-    except BaseException:
+    except BaseException as error:
         if tmp is not None and not committed:
             shutil.rmtree(tmp, ignore_errors=True)
+        elif committed:  # a signal held back during the renames arrives now: out is complete
+            error.written_in_full = out
         raise
     finally:
         if lock is not None:
