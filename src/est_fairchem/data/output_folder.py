@@ -28,6 +28,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -178,12 +179,25 @@ def remove_stale_partials(out: Path) -> list[Path]:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back (delivered on exit) so renames are not cut halfway."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    """Hold SIGINT and SIGTERM back so renames are not cut halfway: their Python handlers are
+    swapped for one that notes the signal, and on exit the first one noted is raised again for
+    the handlers the block found. Python runs signal handlers in the main thread whichever
+    thread the kernel gave the signal to, so this holds in a process with other threads (torch's,
+    a test runner's), where a thread's signal mask does not. Outside the main thread, where no
+    handler can be set, nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: noted.append(signum))
+                for signum in _HELD_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if noted:
+            signal.raise_signal(noted[0])
 
 
 def _move_into(tmp: Path, out: Path, marker: str | None) -> None:
