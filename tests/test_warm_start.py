@@ -62,6 +62,26 @@ def test_warm_started_est_predicts_as_the_equiformer_v2_it_came_from(batch, mode
         assert _relative(expected[key], before[key]) > 1e-3, "the EST model was not changed"
 
 
+def test_stored_graph_statistics_are_not_weights_and_a_change_is_logged(batch, caplog):
+    """The baseline's checkpoint keeps its graph statistics (torch extra state): the warm
+    start copies the weights, keeps the EST model's own statistics and logs the change."""
+    eqv2 = _trained_like_eqv2(avg_degree=28.6)
+    state = eqv2.state_dict()
+    assert state["backbone._extra_state"]["graph_statistics"]["avg_degree"] == 28.6
+    est = build(_config(dict(EST), avg_degree=23.4), seed=2).double()
+    with caplog.at_level("WARNING"):
+        warm_start(est, state)
+    assert est.backbone.graph_statistics["avg_degree"] == 23.4
+    assert ("the checkpoint was trained with model.backbone.avg_degree=28.6, the EST config "
+            "uses 23.4" in caplog.text)
+    same = build(_config(dict(EST), avg_degree=28.6), seed=2).double()
+    caplog.clear()
+    warm_start(same, state)
+    assert "trained with" not in caplog.text
+    expected, got = _outputs(eqv2.eval(), batch), _outputs(same.eval(), batch)
+    assert _relative(expected["energy"], got["energy"]) < 1e-12
+
+
 def test_experts_differ_and_the_spherical_branch_learns(batch):
     """Zero-sum symmetry breaking: experts differ; EST-only weights receive gradients."""
     est = build(_config(EST), seed=2).double()
@@ -133,7 +153,8 @@ def test_config_key_warm_start_and_ema_weights(tmp_path, batch):
     names = [n for n, _ in eqv2.named_parameters()]
     raw = {k: v + 0.1 if k in names else v for k, v in eqv2.state_dict().items()}  # not EMA
     checkpoint = {
-        "state_dict": {f"module.{k}": v.float() for k, v in raw.items()},
+        "state_dict": {f"module.{k}": v.float() if isinstance(v, torch.Tensor) else v
+                       for k, v in raw.items()},  # with the stored graph statistics
         "config": _config(),
         "ema": {"decay": 0.999, "num_updates": None, "collected_params": [],
                 "shadow_params": [eqv2.state_dict()[n].float() for n in names]},

@@ -26,6 +26,11 @@ the new data has no stress) are left out, and logged; a head of the EST model mu
 weights. Both fairchem checkpoint layouts are read: hydra (``backbone.*``, ``output_heads.<head>.*``)
 and the deprecated single-module ``equiformer_v2`` of fairchem's published OC20 checkpoints
 (``blocks.*``, ``energy_block.*``, ``force_block.*``).
+
+Stored options (torch's ``_extra_state``) are not weights: the EST model keeps its own. The
+graph statistics a checkpoint of the package's ``EquiformerV2Backbone`` stores are compared
+with the EST config's, and a difference is logged, naming both (a warm start may move to other
+data on purpose; the weights were trained for the stored scaling).
 """
 
 from __future__ import annotations
@@ -117,6 +122,22 @@ def check_has_steerable_experts(model: nn.Module, eqv2_state: dict[str, object])
             + ("" if width else " (F: the checkpoint's ffn_hidden_channels)"))
 
 
+def _is_stored_options(key: str) -> bool:
+    return key == "_extra_state" or key.endswith("._extra_state")
+
+
+def _log_graph_statistics_change(model: nn.Module, source: dict[str, object]) -> None:
+    """Log each graph statistic the checkpoint's backbone stored with another value than the
+    EST model's backbone uses."""
+    from est_fairchem.models.common.graph_statistics import statistic_differences
+
+    stored = source.get("backbone._extra_state", source.get("_extra_state"))
+    configured = getattr(getattr(model, "backbone", model), "graph_statistics", {})
+    for key, (trained, new) in statistic_differences(stored, configured, "backbone.").items():
+        logging.warning(f"warm start: the checkpoint was trained with {key}={trained:g}, the "
+                        f"EST config uses {new:g}; the messages' scaling changes with it")
+
+
 def copy_eqv2_weights(model: nn.Module, eqv2_state: dict[str, torch.Tensor]) -> None:
     """Load every tensor of ``eqv2_state`` into its EST counterpart (see the module docstring).
 
@@ -126,13 +147,15 @@ def copy_eqv2_weights(model: nn.Module, eqv2_state: dict[str, torch.Tensor]) -> 
     """
     source = strip_module_prefix(eqv2_state)
     hydra_layout = is_hydra_layout(source)
+    _log_graph_statistics_change(model, source)
+    source = {key: value for key, value in source.items() if not _is_stored_options(key)}
     parameters = {name for name, _ in model.named_parameters()}
     target = model.state_dict()
     loaded: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     problems: list[str] = []
     for key, value in target.items():
-        if is_est_only(key):
+        if is_est_only(key) or _is_stored_options(key):
             continue
         src = source_key(key, hydra_layout)
         if src not in source:
