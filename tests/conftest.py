@@ -4,15 +4,41 @@ import pytest
 import torch
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """End-to-end tests first, then the slow ones, then the rest (a stable sort: each file keeps
-    its order). `make test` gives each pytest-xdist worker whole files in this order, so the
-    long runs start early and the short files fill in at the end: the workers finish together."""
-    def rank(item: pytest.Item) -> int:
-        return next((i for i, mark in enumerate(("e2e", "slow")) if item.get_closest_marker(mark)),
-                    2)
+_FILE_SECONDS = "est_fairchem/file_seconds"  # pytest's cache (.pytest_cache): seconds per file
+_seconds_this_run: dict[str, float] = {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """End-to-end tests first, then the slow ones, then the rest; within each group the files
+    that took longest in earlier runs first (pytest's cache; a fresh clone keeps the files'
+    order), each file in its own order (a stable sort). `make test` gives each pytest-xdist
+    worker whole files in this order, so the long runs start early and the short files fill in
+    at the end: the workers finish together."""
+    cache = getattr(config, "cache", None)
+    seconds = cache.get(_FILE_SECONDS, {}) if cache is not None else {}
+
+    def rank(item: pytest.Item) -> tuple[int, float]:
+        group = next((i for i, mark in enumerate(("e2e", "slow"))
+                      if item.get_closest_marker(mark)), 2)
+        return group, -seconds.get(item.nodeid.split("::")[0], 0.0)
 
     items.sort(key=rank)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up each file's seconds (setup, call and teardown; under pytest-xdist the controller
+    gets every worker's reports)."""
+    path = report.nodeid.split("::")[0]
+    _seconds_this_run[path] = _seconds_this_run.get(path, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Keep the seconds of the files this run ran (the controller only, not a worker) for the
+    next run's order."""
+    cache = getattr(session.config, "cache", None)
+    if cache is None or hasattr(session.config, "workerinput") or not _seconds_this_run:
+        return
+    cache.set(_FILE_SECONDS, {**cache.get(_FILE_SECONDS, {}), **_seconds_this_run})
 
 
 @pytest.fixture
