@@ -35,10 +35,13 @@ demo: $(STAMP)
 
 # One pytest worker per core (pytest-xdist; scripts/test_workers.py: the cores this process may
 # use, 3 GiB of memory each), each test file whole on one worker so that its module fixtures
-# (made data, a demo run) are built once; one thread per worker and per fairchem process it
-# starts, so that the workers do not fight over the cores. `make test TEST_WORKERS=1`: one.
+# (made data, a demo run) are built once, in the order tests/conftest.py gives (the longest
+# first; pytest-xdist would otherwise order the files by their number of tests); one thread per
+# worker and per fairchem process it starts, so that the workers do not fight over the cores.
+# `make test TEST_WORKERS=1`: one.
 TEST_WORKERS ?= $(shell $(PYTHON) scripts/test_workers.py)
-PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) \
+	--dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PYTEST) $(PYTEST_ARGS)
