@@ -51,9 +51,8 @@ def run_fairchem(args: list[str], log_file: Path, env: dict[str, str] | None = N
     to ``log_file``; raise on failure. Safe to call from several threads at once."""
     command = [fairchem_executable(), *args]
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "w") as log:
+    with open(log_file, "w", buffering=1) as log:  # line by line: the log can be followed
         log.write("$ " + " ".join(command) + "\n")
-        log.flush()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=env)
         _RUNNING.add(proc)
@@ -153,9 +152,8 @@ def run_fairchem_until_step(
     command = [fairchem_executable(), *args]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     sent = False
-    with open(log_file, "w") as log:
+    with open(log_file, "w", buffering=1) as log:  # line by line: the log can be followed
         log.write("$ " + " ".join(command) + "\n")
-        log.flush()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, env=env)
         assert proc.stdout is not None
