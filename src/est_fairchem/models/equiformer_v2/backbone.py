@@ -25,7 +25,6 @@ from typing import Any
 
 import torch
 from fairchem.core.common.registry import registry
-from fairchem.core.models.equiformer_v2.equiformer_v2 import EquiformerV2Backbone
 from fairchem.core.models.equiformer_v2.so3 import SO3_Embedding
 from fairchem.core.models.equiformer_v2.transformer_block import TransBlockV2
 from fairchem.core.models.equiformer_v2.weight_initialization import eqv2_init_weights
@@ -34,11 +33,10 @@ from torch import nn
 from est_fairchem.models.common.est_config import ESTConfigError
 from est_fairchem.models.common.est_preset import log_est_options, preset_name
 from est_fairchem.models.common.est_resolution import resolve_est_options
-from est_fairchem.models.common.graph import MolecularGraphMixin
-from est_fairchem.models.common.graph_statistics import check_graph_statistics
 from est_fairchem.models.common.input_checks import check_finite_structures, check_graph_has_edges
 from est_fairchem.models.common.trained_options import StoredESTOptions, function_options
 from est_fairchem.models.equiformer_v2.experts import EqV2SteerableExpert, can_batch, mix_eqv2_experts
+from est_fairchem.models.equiformer_v2.molecular import EquiformerV2Backbone
 from est_fairchem.nn.est_update import ESTUpdate
 
 
@@ -85,7 +83,7 @@ class ESTTransBlockV2(nn.Module):
 
 
 @registry.register_model("est_equiformer_v2_backbone")
-class EquiformerV2ESTBackbone(StoredESTOptions, MolecularGraphMixin, EquiformerV2Backbone):
+class EquiformerV2ESTBackbone(StoredESTOptions, EquiformerV2Backbone):
     """fairchem's EquiformerV2 backbone whose update blocks are EST (hydra backbone).
 
     Takes every ``EquiformerV2Backbone`` option plus ``est``, the EST options
@@ -96,11 +94,7 @@ class EquiformerV2ESTBackbone(StoredESTOptions, MolecularGraphMixin, EquiformerV
     """
 
     def __init__(self, est: dict[str, Any] | None = None, **eqv2_options: Any) -> None:
-        check_graph_statistics(avg_num_nodes=eqv2_options.get("avg_num_nodes"),
-                               avg_degree=eqv2_options.get("avg_degree"))
-        super().__init__(**eqv2_options)
-        self.graph_statistics = {"avg_num_nodes": self.avg_num_nodes,
-                                 "avg_degree": self.avg_degree}
+        super().__init__(**eqv2_options)  # checks and keeps the graph statistics
         if len(self.lmax_list) != 1:
             raise ESTConfigError(
                 f"lmax_list={self.lmax_list}: EST supports a single resolution (one lmax)"
