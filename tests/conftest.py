@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 
@@ -39,6 +41,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if cache is None or hasattr(session.config, "workerinput") or not _seconds_this_run:
         return
     cache.set(_FILE_SECONDS, {**cache.get(_FILE_SECONDS, {}), **_seconds_this_run})
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_level_restored():
+    """Each test starts with the root logger's level as the session left it: fairchem's
+    ``setup_logging`` (called by its trainers and scripts run in-process) sets it to INFO, and a
+    later test in the same worker would otherwise capture INFO lines it never asked for."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
 
 
 @pytest.fixture
