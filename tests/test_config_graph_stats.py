@@ -15,6 +15,10 @@ from est_fairchem.tools.model_from_config import load_config
 from tests.model_utils import REPO
 
 
+# makes every demo dataset at its default size first (about 30 s): not in make test-fast
+pytestmark = pytest.mark.slow
+
+
 # config -> (make-demo-data task, the data folder the config names, relative to the repository)
 DEMO_CONFIGS = {
     "configs/oc20/s2ef/demo/est_eqv2_demo.yml": ("s2ef", "data/demo/s2ef"),

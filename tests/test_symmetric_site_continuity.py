@@ -178,6 +178,7 @@ def test_energy_and_forces_are_continuous_at_an_on_top_site(float64):
     _assert_continuous(_displacement_spreads(_model({}), co_on_top(), _move_adsorbate))
 
 
+@pytest.mark.slow  # 30 float64 training steps first: not in make test-fast
 def test_trained_model_is_continuous_at_an_on_top_site(float64):
     model = _briefly_trained(_model({}))
     _assert_continuous(_displacement_spreads(model, co_on_top(), _move_adsorbate))

@@ -25,6 +25,11 @@ def _make_demo_data(args: argparse.Namespace) -> int:
     if args.systems < 1 or args.frames < 1:
         print("est-fairchem: --systems and --frames must be >= 1", file=sys.stderr)
         return 2
+    from est_fairchem.data.output_folder import check_output_folder
+
+    # refuse an existing --out before the data modules import torch and fairchem (seconds)
+    check_output_folder(args.out, overwrite=args.overwrite,
+                        marker="demo_metadata.json" if args.task == "qm9" else "metadata.json")
     if args.task == "qm9":
         return _make_qm9_demo(args)
     if args.task in ("bulk", "adsorption"):
@@ -551,6 +556,22 @@ def _interrupted_line(args: argparse.Namespace, name: str, stop: BaseException) 
 
 _TAKES_OVERRIDES = {_graph_stats}
 
+# the files a command reads (argument name -> what it is), refused when missing before the
+# command imports torch and fairchem (seconds); the demo looks its default config up itself
+_INPUT_FILES = {"configs": "config file", "config": "config file", "checkpoint": "checkpoint",
+                "source": "checkpoint", "structure": "structure file"}
+
+
+def _refuse_missing_inputs(args: argparse.Namespace) -> None:
+    """``FileNotFoundError`` naming the first input file of ``args`` that is not a file."""
+    if args.func is _demo:
+        return
+    for name, what in _INPUT_FILES.items():
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value]:
+            if isinstance(path, Path) and not path.is_file():
+                raise FileNotFoundError(f"{what} not found: {path}")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand. Bad input (a file, key or value that is not what was expected) is
@@ -574,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupted),
                 signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler)}
     try:
+        _refuse_missing_inputs(args)
         return args.func(args)
     except KeyboardInterrupt as stop:
         if debug:
