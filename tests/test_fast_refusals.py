@@ -27,6 +27,8 @@ CASES = [
                  id="graph-stats"),
     pytest.param(["warm-start", "--from", "MISSING", "--config", CONFIG, "--out", "OUT"],
                  "warm-start: checkpoint not found: MISSING", id="warm-start"),
+    pytest.param(["demo", "--config", "MISSING"], "demo: config file not found: MISSING",
+                 id="demo"),
     pytest.param(["make-demo-data", "--task", "s2ef", "--out", "OCCUPIED"],
                  "make-demo-data: OCCUPIED already exists and is not empty; pass --overwrite",
                  id="make-demo-data"),

@@ -291,9 +291,7 @@ def _demo(args: argparse.Namespace) -> int:
     task = DEMO_TASKS[args.task]
     config = args.config or Path(task.config)
     data = args.data or Path(task.data)
-    if not config.is_file():
-        if args.config is not None:
-            raise InputError(f"--config {config}: config file not found")
+    if not config.is_file():  # a given --config was checked by _refuse_missing_inputs
         raise InputError(
             f"{config} not found in {Path.cwd()}: run `est-fairchem demo` from the root of the "
             "est-fairchem repository (the folder with Makefile and configs/), or pass --config")
@@ -557,15 +555,13 @@ def _interrupted_line(args: argparse.Namespace, name: str, stop: BaseException) 
 _TAKES_OVERRIDES = {_graph_stats}
 
 # the files a command reads (argument name -> what it is), refused when missing before the
-# command imports torch and fairchem (seconds); the demo looks its default config up itself
+# command imports torch and fairchem (seconds)
 _INPUT_FILES = {"configs": "config file", "config": "config file", "checkpoint": "checkpoint",
                 "source": "checkpoint", "structure": "structure file"}
 
 
 def _refuse_missing_inputs(args: argparse.Namespace) -> None:
     """``FileNotFoundError`` naming the first input file of ``args`` that is not a file."""
-    if args.func is _demo:
-        return
     for name, what in _INPUT_FILES.items():
         value = getattr(args, name, None)
         for path in value if isinstance(value, list) else [value]:
