@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from est_fairchem.errors import InputError
+from est_fairchem.errors import InputError, require_file
 
 
 class CheckpointError(InputError):
@@ -33,9 +33,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         FileNotFoundError: no file at ``path``.
         CheckpointError: naming ``path``, when torch cannot read it or it holds no ``state_dict``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    path = require_file(path, "checkpoint")
     checkpoint = _torch_load(path, "a fairchem checkpoint")
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not a fairchem checkpoint (expected a dict with a "

@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from est_fairchem.errors import InputError
+from est_fairchem.errors import InputError, require_file
 
 
 def _make_demo_data(args: argparse.Namespace) -> int:
@@ -565,8 +565,8 @@ def _refuse_missing_inputs(args: argparse.Namespace) -> None:
     for name, what in _INPUT_FILES.items():
         value = getattr(args, name, None)
         for path in value if isinstance(value, list) else [value]:
-            if isinstance(path, Path) and not path.is_file():
-                raise FileNotFoundError(f"{what} not found: {path}")
+            if isinstance(path, Path):
+                require_file(path, what)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,17 @@ with 2 (a usage error); the traceback is shown only with ``--debug`` or
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class InputError(ValueError):
     """A file, key or value given by the user is not what was expected (one line, exit 2)."""
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """``path`` as a ``Path``; ``FileNotFoundError("{what} not found: {path}")`` when it is not
+    a file (one wording for every command, also before torch and fairchem are imported)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    return path

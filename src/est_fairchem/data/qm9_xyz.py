@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from est_fairchem.errors import InputError
+from est_fairchem.errors import InputError, require_file
 
 RECORD_PATTERN = "dsgdb9nsd_*.xyz"
 PROPERTY_NAMES = ("A", "B", "C", "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve",
@@ -270,9 +270,7 @@ def read_exclusion_list(path: Path) -> ExclusionList:
     line is skipped. Raises ``FileNotFoundError``, or :class:`QM9FormatError` when a line that
     starts with a number is not a data line or no data line is found.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"exclusion list not found: {path}")
+    path = require_file(path, "exclusion list")
     indices: set[int] = set()
     data_lines = skipped = 0
     for lineno, text in enumerate(_decode(path.read_bytes(), str(path)).splitlines(), 1):

@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 
-from est_fairchem.errors import InputError
+from est_fairchem.errors import InputError, require_file
 from est_fairchem.models.common.input_checks import non_finite
 from est_fairchem.testing.equivariance import rotation_changes
 from est_fairchem.testing.structures import graph_batch, made_molecule, made_slab
@@ -52,8 +52,7 @@ def read_structure(path: Path):
     cell)."""
     from ase.io import read
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"structure file not found: {path}")
+    require_file(path, "structure file")
     try:
         atoms = read(path, index=0)  # ASE's default is the last one
     except Exception as error:  # ASE raises many types for unreadable files

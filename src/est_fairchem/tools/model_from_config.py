@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from est_fairchem.errors import InputError
+from est_fairchem.errors import InputError, require_file
 
 
 def load_config(path: str | Path) -> dict:
@@ -16,9 +16,7 @@ def load_config(path: str | Path) -> dict:
 
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+    path = require_file(path, "config file")
     try:
         path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
