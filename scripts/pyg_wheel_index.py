@@ -66,7 +66,8 @@ def install(python: str, wheels: str, index_of_torch: Callable[[], str],
     if tried.returncode == 0:
         return f"PyG: installed the prebuilt torch-scatter and torch-sparse wheels of {index}"
     print(f"PyG: no prebuilt wheels from {index} ({pip_reason(tried.stderr)}); compiling "
-          "torch-scatter and torch-sparse from source instead (about 25 minutes)", flush=True)
+          "torch-scatter and torch-sparse from source instead (10 to 30 minutes on 2 cores)",
+          flush=True)
     run(source_command(python), check=True)
     return (f"PyG: compiled torch-scatter and torch-sparse from source (no prebuilt wheels "
             f"from {index}: {pip_reason(tried.stderr)})")

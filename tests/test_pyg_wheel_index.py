@@ -91,7 +91,7 @@ def test_without_wheels_it_compiles_and_says_why(capsys):
     printed = capsys.readouterr().out.strip().splitlines()
     assert printed == [f"PyG: no prebuilt wheels from {INDEX} (No matching distribution found "
                        "for torch-scatter); compiling torch-scatter and torch-sparse from source "
-                       "instead (about 25 minutes)"]
+                       "instead (10 to 30 minutes on 2 cores)"]
     assert line.startswith("PyG: compiled torch-scatter and torch-sparse from source (no "
                            f"prebuilt wheels from {INDEX}: No matching distribution")
 
