@@ -171,3 +171,20 @@ def test_later_models_run_after_every_seed_of_the_others(tmp_path):
     cost = {"models": {name: {"seconds_per_step": 0.2} for name in "abc"}}
     names = [run.name for run in pending_runs(study, cost, {})]
     assert names.index("steps-c-seed3") < names.index("steps-b-seed0")
+
+
+def test_convergence_curves_are_averaged_apart_from_the_equal_steps_curves(tmp_path):
+    from est_fairchem.compare.report import mean_curves
+
+    study = _study(tmp_path)
+
+    def run(protocol, model, seed, values):
+        return {"protocol": protocol, "model": model, "seed": seed,
+                "curve": [{"step": 10 * (i + 1), "val": v} for i, v in enumerate(values)]}
+
+    runs = {"1": run("steps", "a", 0, [3.0, 2.0]), "2": run("steps", "a", 1, [5.0, 4.0]),
+            "3": run("long", "a", 0, [3.0, 2.0, 1.0, 0.5]),
+            "4": run("long", "a", 1, [5.0, 4.0, 3.0]),  # cut short: the mean stops at 3 points
+            "5": run("sweep", "b", 1000, [9.0, 9.0])}
+    assert mean_curves(study, runs, "steps", 1000.0) == {"a": ([10, 20], [4000.0, 3000.0], 2)}
+    assert mean_curves(study, runs, "long", 1.0) == {"a": ([10, 20, 30], [4.0, 3.0, 2.0], 2)}

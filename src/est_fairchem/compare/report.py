@@ -169,9 +169,25 @@ def _per_seed(study: Study, runs: dict[str, dict], scale: float, unit: str) -> l
     return lines + [""]
 
 
+def mean_curves(study: Study, runs: dict[str, dict], protocol: str,
+                scale: float) -> dict[str, tuple[list[int], list[float], int]]:
+    """Per model, the validation curve of its ``protocol`` runs averaged over seeds, up to the
+    shortest one: (steps, mean validation error x ``scale``, number of seeds)."""
+    means = {}
+    for name in study.models:
+        curves = [r["curve"] for r in runs.values() if r["model"] == name and
+                  r["protocol"] == protocol]
+        if curves:
+            length = min(len(c) for c in curves)
+            means[name] = ([curves[0][i]["step"] for i in range(length)],
+                           [float(np.mean([c[i]["val"] * scale for c in curves]))
+                            for i in range(length)], len(curves))
+    return means
+
+
 def plot(study: Study, runs: dict[str, dict], scale: float, unit: str, path: Path) -> None:
     """Test error against training seconds (isolated timing) and against parameters, a point
-    per run; and the mean validation curves."""
+    per run; and the mean validation curves of the equal-steps and the convergence runs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,21 +204,17 @@ def plot(study: Study, runs: dict[str, dict], scale: float, unit: str, path: Pat
         by_time.plot(run["train_seconds_isolated"], run["test"] * scale, **style)
         if run.get("parameters"):
             by_size.plot(run["parameters"], run["test"] * scale, **style)
-    for name in study.models:
-        curves = [r["curve"] for r in runs.values() if r["model"] == name and
-                  r["protocol"] == "steps"]
-        if curves:
-            length = min(len(c) for c in curves)
-            by_step.plot([curves[0][i]["step"] for i in range(length)],
-                         [np.mean([c[i]["val"] * scale for c in curves]) for i in range(length)],
-                         color=colours[name], marker="o", label=name)
+    for protocol, line in (("steps", "-"), ("long", "--")):
+        for name, (steps, values, seeds) in mean_curves(study, runs, protocol, scale).items():
+            by_step.plot(steps, values, color=colours[name], marker=".", linestyle=line,
+                         label=f"{name} ({protocol}, {seeds} seeds)")
     for name, colour in colours.items():
         by_time.plot([], [], color=colour, marker="o", linestyle="none", label=name)
     for protocol, marker in markers.items():
         by_time.plot([], [], color="grey", marker=marker, linestyle="none", label=protocol)
     by_time.set_xlabel("training seconds (steps x isolated s/step, one thread)")
     by_size.set_xlabel("parameters")
-    by_step.set_xlabel("optimizer steps (equal-steps runs, mean over seeds)")
+    by_step.set_xlabel("optimizer steps (mean over seeds; dashed: convergence runs)")
     by_time.set_ylabel(f"test error ({unit})")
     by_step.set_ylabel(f"validation error ({unit})")
     for axis in (by_time, by_size, by_step):
