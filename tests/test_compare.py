@@ -188,3 +188,29 @@ def test_convergence_curves_are_averaged_apart_from_the_equal_steps_curves(tmp_p
             "5": run("sweep", "b", 1000, [9.0, 9.0])}
     assert mean_curves(study, runs, "steps", 1000.0) == {"a": ([10, 20], [4000.0, 3000.0], 2)}
     assert mean_curves(study, runs, "long", 1.0) == {"a": ([10, 20, 30], [4.0, 3.0, 2.0], 2)}
+
+
+def test_holm_counts_an_equal_time_row_on_the_equal_steps_runs_once(tmp_path):
+    from est_fairchem.compare.report import comparisons
+
+    study = _study(tmp_path, pairs=[["c", "b"]])
+    rng = np.random.default_rng(0)
+    runs = {}
+    for model, shift in (("a", 0.0), ("b", 0.3), ("c", 0.1)):
+        for seed in study.seeds:
+            runs[f"steps-{model}-{seed}"] = {"protocol": "steps", "model": model, "seed": seed,
+                                             "test": 1.0 + shift + 0.1 * rng.normal()}
+    for seed in study.seeds:  # c alone has equal-time runs (a cheaper model)
+        runs[f"time-c-{seed}"] = {"protocol": "time", "model": "c", "seed": seed,
+                                  "test": 0.9 + 0.1 * rng.normal()}
+    rows = [r for r in comparisons(study, runs, 1.0) if "difference" in r]
+    by = {(r["protocol"], r["model"], r["reference"]): r["difference"] for r in rows}
+    # b has no time runs: its equal-time row against the baseline is its equal-steps row again
+    assert by["time", "b", "a"]["p"] == by["steps", "b", "a"]["p"]
+    distinct = [by[k]["p"] for k in (("steps", "b", "a"), ("steps", "c", "a"),
+                                     ("steps", "c", "b"), ("time", "c", "a"), ("time", "c", "b"))]
+    assert len(rows) == 6
+    expected = dict(zip(distinct, holm(distinct)))
+    for difference in by.values():
+        assert difference["p_holm"] == pytest.approx(expected[difference["p"]])
+    assert by["time", "b", "a"]["p_holm"] == by["steps", "b", "a"]["p_holm"]

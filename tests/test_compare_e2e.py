@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -142,6 +143,13 @@ def test_a_rerun_resumes_and_other_settings_are_refused(study):
     refused = subprocess.run(changed, capture_output=True, text=True)
     assert refused.returncode == 2
     assert "study.json: these results were made with other steps" in refused.stderr
+    # a rewritten report still names the command that ran the study
+    table = out / "table.md"
+    table.unlink()
+    rewritten = subprocess.run([*study["command"], "--report-only"], capture_output=True,
+                               text=True)
+    assert rewritten.returncode == 0, rewritten.stderr
+    assert table.read_text().splitlines()[0] == f"`est-fairchem {shlex.join(study['command'][1:])}`"
 
 
 def test_sigterm_stops_the_runs_in_progress_and_nothing_is_left_running(study, tmp_path):

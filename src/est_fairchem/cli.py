@@ -172,8 +172,11 @@ def _compare(args: argparse.Namespace) -> int:
     from est_fairchem.compare.study import Study, load_study
 
     command = "est-fairchem " + shlex.join(args.argv)
-    if args.report_only:
+    if args.report_only:  # the report keeps naming the command that ran the study
         study = load_study(args.out / "study.json")
+        summary = args.out / "summary.json"
+        if summary.is_file():
+            command = json.loads(summary.read_text()).get("command", command)
         write_report(study, args.out, command, args.unit, args.scale)
         print((args.out / "table.md").read_text())
         return 0

@@ -3,9 +3,10 @@
 Every model is compared with the baseline (and with the partners ``pairs`` names) seed by
 seed, on the seeds both ran: the mean difference of the test error with its 95 % interval, the
 same relative to the reference, the paired t-test's p and Holm's correction over every
-comparison in the report. At equal time the baseline's
-runs are its equal-steps runs; a model whose equal-time budget is within 2 % of the steps
-budget has no separate time runs (its steps runs stand for both).
+distinct comparison in the report. At equal time the baseline's runs are its equal-steps runs;
+a model whose equal-time budget is within ``--same-time`` of the steps budget has no separate
+time runs (its steps runs stand for both), so an equal-time row between two such models
+repeats their equal-steps comparison and counts once in the correction.
 """
 
 from __future__ import annotations
@@ -62,18 +63,32 @@ def comparisons(study: Study, runs: dict[str, dict], scale: float) -> list[dict[
             if not references:
                 rows.append({**summary, "reference": None})
             for reference in references:
-                theirs, _ = _protocol_errors(runs, "steps" if protocol == "time" and
-                                             reference == study.baseline else protocol,
-                                             reference, scale)
+                theirs, their_stand_in = _protocol_errors(
+                    runs, "steps" if protocol == "time" and reference == study.baseline
+                    else protocol, reference, scale)
                 if theirs:
-                    rows.append({**summary, "reference": reference,
+                    # the runs both sides stand on: an equal-time row on two models' equal-steps
+                    # runs is the equal-steps comparison again, not another test
+                    tested = ("steps" if stand_in else protocol, model,
+                              "steps" if their_stand_in or reference == study.baseline
+                              else protocol, reference)
+                    rows.append({**summary, "reference": reference, "_tested": tested,
                                  "difference": paired_difference(errors, theirs).__dict__})
-    adjusted = holm([row["difference"]["p"] if "difference" in row else math.nan
-                     for row in rows])
-    for row, p in zip(rows, adjusted):
-        if "difference" in row:
-            row["difference"]["p_holm"] = p
+    _holm_once_per_comparison(rows)
     return rows
+
+
+def _holm_once_per_comparison(rows: list[dict[str, Any]]) -> None:
+    """Set ``p_holm`` of every row with a difference: Holm's correction over the distinct
+    comparisons (rows that repeat one on the same runs count once and share its p)."""
+    distinct = {}
+    for row in rows:
+        if "difference" in row:
+            distinct.setdefault(row["_tested"], row["difference"]["p"])
+    adjusted = dict(zip(distinct, holm(list(distinct.values()))))
+    for row in rows:
+        if "difference" in row:
+            row["difference"]["p_holm"] = adjusted[row.pop("_tested")]
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -142,6 +157,11 @@ def markdown(study: Study, runs: dict[str, dict], cost: dict | None, rows: list[
                           f"{100 * d['relative_mean']:+.1f} % [{_fmt(100 * d['relative_low'])}, "
                           f"{_fmt(100 * d['relative_high'])}]", _p(d["p"]), _p(d["p_holm"])]
             lines.append("| " + " | ".join(cells) + " |")
+        if protocol == "time" and any(row["steps_runs_stand_in"] for row in chosen):
+            lines += ["", "A model whose equal-time budget is within the `--same-time` margin "
+                      "of the steps budget stands on its equal-steps runs; a row between two "
+                      "such models repeats the equal-steps comparison, and Holm's correction "
+                      "counts it once."]
         lines.append("")
     lines += _per_seed(study, runs, scale, unit)
     return "\n".join(lines) + "\n"
