@@ -173,6 +173,17 @@ def test_later_models_run_after_every_seed_of_the_others(tmp_path):
     assert names.index("steps-c-seed3") < names.index("steps-b-seed0")
 
 
+def test_long_first_starts_the_convergence_runs_before_the_others_and_changes_none(tmp_path):
+    study = _study(tmp_path, long_factor=4, long_seeds=[0, 1], long_models=["a", "b"])
+    cost = {"models": {name: {"seconds_per_step": 0.2} for name in "abc"}}
+    usual = pending_runs(study, cost, {})
+    first = pending_runs(study, cost, {}, long_first=True)
+    assert [run.protocol for run in usual[-4:]] == ["long"] * 4
+    assert [run.name for run in first[:4]] == [
+        "long-a-seed0", "long-b-seed0", "long-a-seed1", "long-b-seed1"]
+    assert set(first) == set(usual) and {run.steps for run in first[:4]} == {400}
+
+
 def test_convergence_curves_are_averaged_apart_from_the_equal_steps_curves(tmp_path):
     from est_fairchem.compare.report import mean_curves
 

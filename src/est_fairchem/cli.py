@@ -192,7 +192,7 @@ def _compare(args: argparse.Namespace) -> int:
     failed = run_study(study, args.out, work, jobs=args.jobs,
                        progress=lambda line: print(line, flush=True),
                        report=lambda: write_report(study, args.out, command, args.unit,
-                                                   args.scale))
+                                                   args.scale), long_first=args.long_first)
     write_report(study, args.out, command, args.unit, args.scale)
     print((args.out / "table.md").read_text())
     if failed:
@@ -487,6 +487,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--unit", default="", help="unit of the reported error (e.g. meV)")
     compare.add_argument("--scale", type=float, default=1.0,
                          help="factor from fairchem's metric to --unit (e.g. 1000: eV -> meV)")
+    compare.add_argument("--long-first", action="store_true",
+                         help="start the convergence runs (--long-factor) before the others: "
+                         "they take longest, so on a machine held for a few hours they fit "
+                         "only at its start (the order changes no run)")
     compare.add_argument("--report-only", action="store_true",
                          help="rewrite the report from the runs in --out")
     compare.set_defaults(func=_compare)

@@ -81,11 +81,13 @@ def long_runs(study: Study, lrs: dict[str, float | None]) -> list[Run]:
             for seed in study.long_seeds for name in study.long_models if lrs[name] is not None]
 
 
-def pending_runs(study: Study, cost: dict[str, Any], done: dict[str, dict]) -> list[Run]:
+def pending_runs(study: Study, cost: dict[str, Any], done: dict[str, dict],
+                 long_first: bool = False) -> list[Run]:
     """The runs still to do whose settings are known, most useful first: seed by seed, model
     by model, each model's sweep just before its first seed run (which waits for the sweep to
     choose its rate; meanwhile the next models' runs go); the ``later`` models' runs after all
-    the others'; then the long runs. A study cut short holds whole paired seeds of the first
+    the others'; then the long runs (first, with ``long_first``: on a machine lent for a few
+    hours they fit only at its start). A study cut short holds whole paired seeds of the first
     models."""
     lrs = chosen_learning_rates(study, done)
     sweeps = {name: [run for run in sweep_runs(study) if run.model == name]
@@ -101,7 +103,7 @@ def pending_runs(study: Study, cost: dict[str, Any], done: dict[str, dict]) -> l
                 if seed in study.seeds_of(name):
                     order += sweeps.pop(name, []) + by_model_seed.get((name, seed), [])
     order += [run for runs in sweeps.values() for run in runs]  # models without seeds
-    order += long_runs(study, lrs)
+    order = long_runs(study, lrs) + order if long_first else order + long_runs(study, lrs)
     return [run for run in order if run.name not in done]
 
 
@@ -166,8 +168,10 @@ def prepare(study: Study, results: Path) -> None:
 
 def run_study(study: Study, results: Path, work: Path, jobs: int = 1,
               progress: Callable[[str], None] = print,
-              report: Callable[[], None] | None = None) -> list[str]:
-    """Everything still to do; returns the names of runs that failed."""
+              report: Callable[[], None] | None = None,
+              long_first: bool = False) -> list[str]:
+    """Everything still to do (the long runs first with ``long_first``); returns the names
+    of runs that failed."""
     prepare(study, results)
     data = data_config(study)
     raw = {name: model_section(study, name) for name in study.models}
@@ -186,7 +190,7 @@ def run_study(study: Study, results: Path, work: Path, jobs: int = 1,
     with ThreadPoolExecutor(max_workers=jobs) as pool, _stopping_runs_on_exit():
         while True:
             busy = {run.name for run in running.values()} | set(failed)
-            ready = [run for run in pending_runs(study, cost, finished(results))
+            ready = [run for run in pending_runs(study, cost, finished(results), long_first)
                      if run.name not in busy]
             while len(running) < jobs and ready:
                 run = ready.pop(0)
