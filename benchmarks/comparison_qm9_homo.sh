@@ -12,7 +12,10 @@
 # 0.07, the relative IQR of Equiformer's own timing in cost.json): EquiformerV3 (0.64x); the
 # others' (0.94x-1.04x) steps runs are their time runs.
 # Resumable: rerun the same command and it does only the missing runs. Extra arguments are
-# passed on (e.g. --jobs 1, or --long-factor 4 --long-seeds 0 1 2 --long-models ...).
+# passed on (e.g. --jobs 1). The convergence runs of pair (b), 4x the steps, 3 seeds, started
+# before the remaining others (each takes about an hour here):
+#   bash benchmarks/comparison_qm9_homo.sh --long-factor 4 --long-seeds 0 1 2 \
+#       --long-models est_eqv2 eqv2 --long-first
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
