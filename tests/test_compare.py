@@ -225,3 +225,25 @@ def test_holm_counts_an_equal_time_row_on_the_equal_steps_runs_once(tmp_path):
     for difference in by.values():
         assert difference["p_holm"] == pytest.approx(expected[difference["p"]])
     assert by["time", "b", "a"]["p_holm"] == by["steps", "b", "a"]["p_holm"]
+
+
+def test_the_bootstrap_draws_seeds_and_structures_together():
+    from est_fairchem.compare.statistics import bootstrap_relative_difference
+
+    rng = np.random.default_rng(1)
+    reference = {s: rng.exponential(1.0, 500) for s in range(6)}
+    scaled = bootstrap_relative_difference({s: 0.9 * e for s, e in reference.items()}, reference)
+    # every draw takes the same structures of both models: a uniform 10 % gain has no spread
+    assert scaled["relative_mean"] == pytest.approx(-0.1)
+    assert scaled["relative_low"] == pytest.approx(-0.1)
+    assert scaled["relative_high"] == pytest.approx(-0.1)
+    noisy = {s: e * rng.uniform(0.8, 1.0, 500) for s, e in reference.items()}  # 10 % lower
+    few = {s: e[:50] for s, e in noisy.items()}
+    wide = bootstrap_relative_difference(few, {s: e[:50] for s, e in reference.items()})
+    narrow = bootstrap_relative_difference(noisy, reference)
+    assert narrow["relative_low"] < -0.1 < narrow["relative_high"] < 0
+    assert wide["relative_high"] - wide["relative_low"] > \
+        2 * (narrow["relative_high"] - narrow["relative_low"])  # 10x fewer structures
+    assert bootstrap_relative_difference({0: reference[0]}, reference) is None  # one seed
+    with pytest.raises(ValueError, match="same test structures"):
+        bootstrap_relative_difference(few, reference)

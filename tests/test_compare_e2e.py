@@ -129,6 +129,8 @@ def test_the_report_states_costs_and_paired_differences(study):
     expected = sum(errors[f"steps-est-seed{s}"]["test"] - errors[f"steps-eqv2-seed{s}"]["test"]
                    for s in (0, 1)) / 2 * 1000
     assert row["difference"]["mean"] == pytest.approx(expected)
+    boot = row["bootstrap"]  # from the saved per-structure predictions of both models
+    assert boot["relative_low"] <= boot["relative_mean"] <= boot["relative_high"]
     assert (out / "error_vs_cost.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from est_fairchem.compare.plan import chosen_learning_rates, finished
-from est_fairchem.compare.statistics import holm, paired_difference
+from est_fairchem.compare.statistics import bootstrap_relative_difference, holm, \
+    paired_difference
 from est_fairchem.compare.study import Study
 from est_fairchem.testing.result_files import write_json, write_text
 
@@ -43,10 +44,32 @@ def _protocol_errors(runs: dict[str, dict], protocol: str, model: str,
     return errors, False
 
 
-def comparisons(study: Study, runs: dict[str, dict], scale: float) -> list[dict[str, Any]]:
+def _absolute_errors(runs: dict[str, dict], protocol: str, model: str,
+                     results: Path) -> dict[int, np.ndarray]:
+    """seed -> the absolute test errors per structure of ``model``'s ``protocol`` runs, from
+    their saved predictions (empty when the metric is not an MAE of a saved output)."""
+    out = {}
+    for run in runs.values():
+        if run["protocol"] != protocol or run["model"] != model or "predictions" not in run:
+            continue
+        output = run["metric"].removesuffix("_mae")
+        path = results / run["predictions"]
+        if not run["metric"].endswith("_mae") or not path.is_file():
+            return {}
+        saved = np.load(path)
+        if output not in saved.files or f"{output}_target" not in saved.files:
+            return {}
+        out[run["seed"]] = np.abs(saved[output] - saved[f"{output}_target"])
+    return out
+
+
+def comparisons(study: Study, runs: dict[str, dict], scale: float,
+                results: Path | None = None) -> list[dict[str, Any]]:
     """One row per (protocol, model, reference): the model's errors by seed and the paired
     difference from the reference (the baseline, or a ``pairs`` partner), Holm-corrected
-    over all rows; the baseline's own row carries no difference."""
+    over all rows; the baseline's own row carries no difference. With ``results`` (where the
+    runs' predictions are), each difference also gets a bootstrap over seeds and test
+    structures."""
     rows = []
     protocols = ("steps", "time", "long") if study.equal_time else ("steps", "long")
     for protocol in protocols:
@@ -74,6 +97,13 @@ def comparisons(study: Study, runs: dict[str, dict], scale: float) -> list[dict[
                               else protocol, reference)
                     rows.append({**summary, "reference": reference, "_tested": tested,
                                  "difference": paired_difference(errors, theirs).__dict__})
+    if results is not None:
+        for row in rows:
+            if "difference" in row:
+                ours, model, theirs, reference = row["_tested"]
+                row["bootstrap"] = bootstrap_relative_difference(
+                    _absolute_errors(runs, ours, model, results),
+                    _absolute_errors(runs, theirs, reference, results))
     _holm_once_per_comparison(rows)
     return rows
 
@@ -140,9 +170,11 @@ def markdown(study: Study, runs: dict[str, dict], cost: dict | None, rows: list[
         if not chosen:
             continue
         lines += [f"**{PROTOCOL_TITLES[protocol]}**: test error ({unit}), and the paired "
-                  "difference from the reference", "",
+                  "difference from the reference (95 % intervals over seeds; the bootstrap "
+                  "also draws the test structures)", "",
                   "| model | reference | steps | seeds | mean ± sd | difference [95 % CI] | "
-                  "relative [95 % CI] | p | Holm p |", "|---|---|---|---|---|---|---|---|---|"]
+                  "relative [95 % CI] | relative, bootstrap [95 %] | p | Holm p |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for row in chosen:
             steps = sorted({r["steps"] for r in runs.values() if r["model"] == row["model"] and
                             r["protocol"] == ("steps" if row["steps_runs_stand_in"] else protocol)})
@@ -151,11 +183,15 @@ def markdown(study: Study, runs: dict[str, dict], cost: dict | None, rows: list[
             cells = [row["model"], row["reference"] or "(baseline)", "/".join(map(str, steps)),
                      str(seeds), f"{row['mean']:.1f} ± {_fmt(row['sd'])}"]
             if d is None:
-                cells += ["", "", "", ""]
+                cells += ["", "", "", "", ""]
             else:
+                boot = row.get("bootstrap")
                 cells += [f"{d['mean']:+.1f} [{_fmt(d['low'])}, {_fmt(d['high'])}]",
                           f"{100 * d['relative_mean']:+.1f} % [{_fmt(100 * d['relative_low'])}, "
-                          f"{_fmt(100 * d['relative_high'])}]", _p(d["p"]), _p(d["p_holm"])]
+                          f"{_fmt(100 * d['relative_high'])}]",
+                          "–" if not boot else f"{100 * boot['relative_mean']:+.1f} % "
+                          f"[{_fmt(100 * boot['relative_low'])}, "
+                          f"{_fmt(100 * boot['relative_high'])}]", _p(d["p"]), _p(d["p_holm"])]
             lines.append("| " + " | ".join(cells) + " |")
         if protocol == "time" and any(row["steps_runs_stand_in"] for row in chosen):
             lines += ["", "A model whose equal-time budget is within the `--same-time` margin "
@@ -254,7 +290,7 @@ def write_report(study: Study, results: Path, command: str, unit: str = "",
     runs = finished(results)
     cost_file = results / "cost.json"
     cost = json.loads(cost_file.read_text()) if cost_file.exists() else None
-    rows = comparisons(study, runs, scale)
+    rows = comparisons(study, runs, scale, results)
     write_json(results / "summary.json", {
         "command": command, "study": study.to_json(), "unit": unit, "scale": scale,
         "learning_rates": chosen_learning_rates(study, runs), "comparisons": rows,
