@@ -263,7 +263,7 @@ def plot(study: Study, runs: dict[str, dict], scale: float, unit: str, path: Pat
     for protocol, line in (("steps", "-"), ("long", "--")):
         for name, (steps, values, seeds) in mean_curves(study, runs, protocol, scale).items():
             by_step.plot(steps, values, color=colours[name], marker=".", linestyle=line,
-                         label=f"{name} ({protocol}, {seeds} seeds)")
+                         label=f"{name} ({protocol}, {seeds} seed{'' if seeds == 1 else 's'})")
     for name, colour in colours.items():
         by_time.plot([], [], color=colour, marker="o", linestyle="none", label=name)
     for protocol, marker in markers.items():
