@@ -97,13 +97,16 @@ def comparisons(study: Study, runs: dict[str, dict], scale: float,
                               else protocol, reference)
                     rows.append({**summary, "reference": reference, "_tested": tested,
                                  "difference": paired_difference(errors, theirs).__dict__})
-    if results is not None:
+    if results is not None:  # once per distinct comparison: repeated rows share it
+        boots: dict[tuple, dict | None] = {}
         for row in rows:
             if "difference" in row:
-                ours, model, theirs, reference = row["_tested"]
-                row["bootstrap"] = bootstrap_relative_difference(
-                    _absolute_errors(runs, ours, model, results),
-                    _absolute_errors(runs, theirs, reference, results))
+                ours, model, theirs, reference = tested = row["_tested"]
+                if tested not in boots:
+                    boots[tested] = bootstrap_relative_difference(
+                        _absolute_errors(runs, ours, model, results),
+                        _absolute_errors(runs, theirs, reference, results))
+                row["bootstrap"] = boots[tested]
     _holm_once_per_comparison(rows)
     return rows
 
